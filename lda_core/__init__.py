@@ -1,0 +1,9 @@
+"""lda_core: the loss of Long-tailed Distribution Adaptation, in plain PyTorch.
+
+Knows nothing of images, boxes, timm or detectron2: tensors in, tensors out.
+"""
+from .balance import AccuracyGapWindow
+from .divergence import class_divergence, compact_class_ids
+from .loss import LDALoss
+
+__all__ = ["LDALoss", "AccuracyGapWindow", "class_divergence", "compact_class_ids"]
