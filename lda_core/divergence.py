@@ -19,6 +19,11 @@ import torch
 import torch.nn.functional as F
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Upcast half precision (autocast outputs) so reductions accumulate in fp32; keep fp64."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def compact_class_ids(targets: torch.Tensor) -> torch.Tensor:
     """Renumber the classes of a batch 0..K-1 in increasing class order.
 
@@ -41,7 +46,7 @@ def class_divergence(features: torch.Tensor, targets: torch.Tensor, margin: floa
     Both terms are 0 (and still back-propagate) when they are undefined: no
     class with two samples for intra, fewer than two classes for inter.
     """
-    features = features.float()
+    features = at_least_float32(features)
     batch_size = features.shape[0]
     group = compact_class_ids(targets)
     ones = torch.ones(batch_size, device=features.device, dtype=features.dtype)

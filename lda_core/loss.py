@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .balance import AccuracyGapWindow
-from .divergence import class_divergence
+from .divergence import at_least_float32, class_divergence
 
 SCALINGS = ("official", "normalized")
 
@@ -47,6 +47,10 @@ def _check_inputs(unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor
         raise ValueError(f"targets must be integer class indices, got dtype {targets.dtype}")
     if features is not None and (features.dim() != 2 or features.shape[0] != targets.shape[0]):
         raise ValueError(f"features must have shape ({targets.shape[0]}, D), got {tuple(features.shape)}")
+    _check_target_range(targets, num_classes)
+
+
+def _check_target_range(targets: torch.Tensor, num_classes: int) -> None:
     if torch.compiler.is_compiling():
         return
     in_range = ((targets >= 0) & (targets < num_classes)).all()
@@ -119,10 +123,14 @@ class LDALoss(nn.Module):
     def forward(self, unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor,
                 targets: torch.Tensor, features: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         _check_inputs(unbalanced_logits, balanced_logits, targets, features, self.num_classes)
-        targets = targets.long()
-        # fp32 accumulation whatever the autocast dtype of the logits.
-        unbalanced_logits = unbalanced_logits.float()
-        balanced_logits = balanced_logits.float()
+        # The loss runs in fp32 whatever the autocast region around it: the centre
+        # cosines and the tiny 1/(C n_y) weights lose too much in bf16.
+        with torch.autocast(device_type=targets.device.type, enabled=False):
+            return self._forward_fp32(unbalanced_logits, balanced_logits, targets.long(), features)
+
+    def _forward_fp32(self, unbalanced_logits, balanced_logits, targets, features):
+        unbalanced_logits = at_least_float32(unbalanced_logits)
+        balanced_logits = at_least_float32(balanced_logits)
         batch_size = targets.shape[0]
 
         if self.training:
