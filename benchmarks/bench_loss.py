@@ -1,0 +1,125 @@
+"""Forward+backward time of LDALoss against a per-class-loop implementation.
+
+The baseline below is the straightforward way to write the same terms (one
+Python iteration per class present in the batch, boolean-mask indexing, as in
+the official code). Both are timed in the same process with
+torch.utils.benchmark, interleaved per size, and checked to agree numerically.
+A last row compares LDALoss with a whole ResNet-32 training step at batch 128.
+
+    python benchmarks/bench_loss.py [--threads N]
+"""
+import argparse
+
+import torch
+import torch.nn.functional as F
+from torch.utils import benchmark
+
+from lda_core import LDALoss
+
+SIZES = [(128, 100), (256, 1000), (512, 1000)]
+FEATURE_DIM = 128
+
+
+def long_tailed_labels(batch_size: int, num_classes: int, imbalance: float = 100.0, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    profile = imbalance ** (-torch.arange(num_classes) / (num_classes - 1))
+    return torch.multinomial(profile / profile.sum(), batch_size, replacement=True, generator=g)
+
+
+def per_class_loop_loss(criterion: LDALoss, unbalanced_logits, balanced_logits, targets, features):
+    """Same value as LDALoss in training mode, written with a Python loop over classes."""
+    criterion.balance.update(unbalanced_logits.detach(), balanced_logits.detach(), targets)
+    alpha, _ = criterion.balance.alpha()
+    loss_unbalanced = F.cross_entropy(unbalanced_logits, targets)
+    loss_balanced = (criterion.class_weights[targets] * F.cross_entropy(balanced_logits, targets, reduction="none")).sum()
+    centres, spreads, sizes = [], [], []
+    for label in targets.unique():
+        members = features[targets == label]
+        centre = members.mean(0)
+        centres.append(centre)
+        spreads.append((1 - F.cosine_similarity(centre[None], members)).mean())
+        sizes.append(members.shape[0])
+    centres, spreads, sizes = torch.stack(centres), torch.stack(spreads), torch.tensor(sizes)
+    intra = spreads[sizes > 1].mean() if (sizes > 1).any() else spreads.sum() * 0
+    unit = F.normalize(centres, dim=1)
+    k = centres.shape[0]
+    hinge = (criterion.margin - (1 - unit @ unit.t())).clamp(min=0) * (1 - torch.eye(k))
+    inter = hinge.sum() / max(k * k - k, 1)
+    return (criterion.unbalanced_factor * loss_unbalanced + criterion.balanced_factor * alpha * loss_balanced
+            + criterion.beta * (intra + inter))
+
+
+def make_inputs(batch_size, num_classes, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    targets = long_tailed_labels(batch_size, num_classes, seed=seed)
+    leaf = lambda *s: torch.randn(*s, generator=g).requires_grad_()
+    return leaf(batch_size, num_classes), leaf(batch_size, num_classes), targets, leaf(batch_size, FEATURE_DIM)
+
+
+def step(fn):
+    fn().backward()
+
+
+def time_loss(batch_size, num_classes):
+    counts = (1000 * 100 ** (-torch.arange(num_classes) / (num_classes - 1))).floor()
+    vectorised, looped = LDALoss(counts, window=10), LDALoss(counts, window=10)
+    u, b, t, f = make_inputs(batch_size, num_classes)
+    reference = vectorised(u, b, t, f)["loss"]
+    torch.testing.assert_close(reference, per_class_loop_loss(looped, u, b, t, f), rtol=1e-4, atol=1e-5)
+    timers = {
+        "LDALoss": benchmark.Timer("step(lambda: criterion(u, b, t, f)['loss'])",
+                                   globals=dict(step=step, criterion=vectorised, u=u, b=b, t=t, f=f)),
+        "per-class loop": benchmark.Timer("step(lambda: loop(criterion, u, b, t, f))",
+                                          globals=dict(step=step, loop=per_class_loop_loss, criterion=looped,
+                                                       u=u, b=b, t=t, f=f)),
+    }
+    return {name: timer.blocked_autorange(min_run_time=1.0).median for name, timer in timers.items()}, \
+        int(t.unique().numel())
+
+
+def time_resnet32_step(criterion_time_batch128):
+    try:
+        import timm
+        import lda_cls  # noqa: F401  (registers resnet32_cifar with timm)
+    except ImportError as error:
+        print(f"\nResNet-32 comparison skipped: {error}")
+        return
+    if not timm.is_model("resnet32_cifar"):
+        print("\nResNet-32 comparison skipped: resnet32_cifar is not registered")
+        return
+    model = timm.create_model("resnet32_cifar", num_classes=100)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    images, labels = torch.randn(128, 3, 32, 32), long_tailed_labels(128, 100)
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+
+    step_time = benchmark.Timer("train_step()", globals=dict(train_step=train_step)).blocked_autorange(
+        min_run_time=3.0).median
+    print(f"\nResNet-32 CE training step, batch 128, 32x32: {step_time * 1e3:.1f} ms; "
+          f"LDALoss (128, C=100): {criterion_time_batch128 * 1e3:.2f} ms "
+          f"= {100 * criterion_time_batch128 / step_time:.2f} % of the step")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, feature dim {FEATURE_DIM}, forward+backward, "
+          "median of blocked runs\n")
+    print("| batch | classes C | classes in batch | LDALoss (ms) | per-class loop (ms) | speed-up |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    first = None
+    for batch_size, num_classes in SIZES:
+        times, present = time_loss(batch_size, num_classes)
+        first = first or times["LDALoss"]
+        print(f"| {batch_size} | {num_classes} | {present} | {times['LDALoss'] * 1e3:.2f} | "
+              f"{times['per-class loop'] * 1e3:.2f} | {times['per-class loop'] / times['LDALoss']:.1f}x |")
+    time_resnet32_step(first)
+
+
+if __name__ == "__main__":
+    main()
