@@ -51,17 +51,23 @@ class AccuracyGapWindow(nn.Module):
 
     @torch.no_grad()
     def update(self, unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor,
-               targets: torch.Tensor) -> None:
+               targets: torch.Tensor, valid: Optional[torch.Tensor] = None) -> None:
         """Write this batch's accuracies of h' and h into the ring buffer.
+
+        ``valid`` (B,), optional, counts only those samples; a batch (over all
+        ranks) without any leaves the buffer as it is.
 
         Under ``torch.distributed`` the correct counts are summed over ranks first,
         so every rank holds the same buffer and uses the same alpha.
         """
+        if valid is None:
+            valid = torch.ones_like(targets)
+        valid = valid.to(self.accuracies.dtype)
         counts = torch.stack([
-            (unbalanced_logits.argmax(dim=1) == targets).sum(),
-            (balanced_logits.argmax(dim=1) == targets).sum(),
-            targets.new_full((), targets.shape[0]),  # a fill kernel, not a host-to-device copy
-        ]).to(self.accuracies.dtype)
+            ((unbalanced_logits.argmax(dim=1) == targets) * valid).sum(),
+            ((balanced_logits.argmax(dim=1) == targets) * valid).sum(),
+            valid.sum(),
+        ])
         if _distributed_world():
             dist.all_reduce(counts)
         scale = 100.0 if self.percent else 1.0

@@ -39,10 +39,11 @@ def compact_class_ids(targets: torch.Tensor) -> torch.Tensor:
 
 def class_divergence(features: torch.Tensor, targets: torch.Tensor, margin: float = 1.0,
                      class_weights: Optional[torch.Tensor] = None,
-                     eps: float = 1e-8) -> Tuple[torch.Tensor, torch.Tensor]:
+                     valid: Optional[torch.Tensor] = None, eps: float = 1e-8) -> Tuple[torch.Tensor, torch.Tensor]:
     """Return (intra, inter) for features (B, D) with integer targets (B,).
 
     ``class_weights`` (C,), if given, weights the inter pairs by w_i + w_j.
+    ``valid`` (B,), if given, leaves the other samples out of every class.
     Both terms are 0 (and still back-propagate) when they are undefined: no
     class with two samples for intra, fewer than two classes for inter.
     """
@@ -54,6 +55,8 @@ def class_divergence(features: torch.Tensor, targets: torch.Tensor, margin: floa
     # with repeated indices is many times slower, on CPUs especially.
     slots = torch.arange(batch_size, device=features.device)
     assignment = (slots.unsqueeze(1) == group.unsqueeze(0)).to(features.dtype)
+    if valid is not None:
+        assignment = assignment * valid.to(features.dtype).unsqueeze(0)
     group_size = assignment.sum(dim=1)
     centres = (assignment @ features) / group_size.clamp(min=1).unsqueeze(1)
 

@@ -121,33 +121,46 @@ class LDALoss(nn.Module):
                 f"weighted_inter={self.weighted_inter}, scaling={self.scaling!r}")
 
     def forward(self, unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor,
-                targets: torch.Tensor, features: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+                targets: torch.Tensor, features: Optional[torch.Tensor] = None,
+                valid: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Eq. 9 on a batch. ``valid`` (B,) bool, optional, keeps only those samples
+        in every term, the accuracy window included; the others' targets may be
+        anything (e.g. detectron2's background index C). It is a mask rather than
+        indexing so that a data-dependent subset costs no host synchronisation.
+        """
+        if valid is not None:
+            if valid.shape != targets.shape:
+                raise ValueError(f"valid must have shape {tuple(targets.shape)}, got {tuple(valid.shape)}")
+            targets = torch.where(valid.bool(), targets, torch.zeros_like(targets))
         _check_inputs(unbalanced_logits, balanced_logits, targets, features, self.num_classes)
         # The loss runs in fp32 whatever the autocast region around it: the centre
         # cosines and the tiny 1/(C n_y) weights lose too much in bf16.
         with torch.autocast(device_type=targets.device.type, enabled=False):
-            return self._forward_fp32(unbalanced_logits, balanced_logits, targets.long(), features)
+            return self._forward_fp32(unbalanced_logits, balanced_logits, targets.long(), features, valid)
 
-    def _forward_fp32(self, unbalanced_logits, balanced_logits, targets, features):
+    def _forward_fp32(self, unbalanced_logits, balanced_logits, targets, features, valid):
         unbalanced_logits = at_least_float32(unbalanced_logits)
         balanced_logits = at_least_float32(balanced_logits)
-        batch_size = targets.shape[0]
+        if valid is None:
+            valid = torch.ones_like(targets, dtype=unbalanced_logits.dtype)
+        valid = valid.to(unbalanced_logits.dtype)
 
         if self.training:
-            self.balance.update(unbalanced_logits.detach(), balanced_logits.detach(), targets)
+            self.balance.update(unbalanced_logits.detach(), balanced_logits.detach(), targets, valid)
         alpha, delta_acc = self.balance.alpha()
 
-        # Sums divided by max(B, 1): an empty batch gives 0, not NaN, and keeps its graph.
-        loss_unbalanced = F.cross_entropy(unbalanced_logits, targets, reduction="sum") / max(batch_size, 1)
-        weighted_ce = self.class_weights[targets] * F.cross_entropy(balanced_logits, targets, reduction="none")
+        # Divided by max(n, 1): an empty batch gives 0, not NaN, and keeps its graph.
+        num_valid = valid.sum().clamp(min=1)
+        loss_unbalanced = (valid * F.cross_entropy(unbalanced_logits, targets, reduction="none")).sum() / num_valid
+        weighted_ce = valid * self.class_weights[targets] * F.cross_entropy(balanced_logits, targets, reduction="none")
         loss_balanced = weighted_ce.sum()
         if self.scaling == "normalized":
-            loss_balanced = loss_balanced / max(batch_size, 1)
+            loss_balanced = loss_balanced / num_valid
 
         loss = self.unbalanced_factor * loss_unbalanced + self.balanced_factor * alpha * loss_balanced
         if features is not None:
             loss_intra, loss_inter = class_divergence(
-                features, targets, margin=self.margin,
+                features, targets, margin=self.margin, valid=valid,
                 class_weights=self.class_weights if self.weighted_inter else None)
             loss = loss + self.beta * (loss_intra + loss_inter)
         else:
