@@ -15,8 +15,11 @@ PY="$VENV/bin/python"
 # detectron2's model_zoo imports pkg_resources (gone in setuptools 81) and its
 # compiled parts were built against the numpy 1 ABI.
 "$PY" -m pip install -q "setuptools<81" wheel "numpy<2"
-# Pinned: these two lie on this machine's disk; any other version downloads gigabytes.
-"$PY" -m pip install -q torch==2.14.1 torchvision==0.29.1
+# Keep a working torch (e.g. a cluster's CUDA build); otherwise the pinned pair,
+# which lies on this machine's disk (any other version downloads gigabytes).
+if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
+  "$PY" -m pip install -q torch==2.14.1 torchvision==0.29.1
+fi
 
 # Detectron2: keep a working one (e.g. a source build with CUDA ops); otherwise
 # install the PyPI repackaging of upstream detectron2 (see README, "Detectron2").
