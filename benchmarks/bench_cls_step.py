@@ -1,0 +1,112 @@
+"""Training-step time of LDA relative to CE on the same backbone and batch, and images/s.
+
+    python benchmarks/bench_cls_step.py [--backbone resnet32_cifar] [--batch 128] [--rounds 20] [--threads 0]
+
+Both models start from the same weights; each round times one CE step and one LDA
+step back to back (alternating which goes first), so machine load hits both alike.
+A step is exactly the trainer's: batch preprocess (pad-crop, flip, normalise),
+forward under autocast (CUDA), criterion, backward, SGD step; CUDA is synchronised
+only around the timed region. Reports medians, the LDA/CE ratio and images/s.
+"""
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+
+from lda_cls import BatchPreprocess, build_model, get_cfg
+from lda_cls.criterion import build_criterion
+
+
+def make_step(cfg, model, criterion, preprocess, device, autocast_dtype):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4)
+
+    def step(images, targets):
+        x = preprocess(images.to(device, non_blocking=True))
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            outputs = model(x)
+        loss = criterion(outputs, targets.to(device, non_blocking=True))["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="resnet32_cifar")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
+    torch.manual_seed(0)
+
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE, cfg.MODEL.IN_CHANS, cfg.INPUT.SIZE = args.backbone, 3, args.size
+    cfg.INPUT.MEAN, cfg.INPUT.STD = [0.49, 0.48, 0.45], [0.2, 0.2, 0.2]
+    # IR-100 CIFAR-10-like counts for the class weights of the balanced risk.
+    counts = [max(1, int(5000 * 0.01 ** (i / max(args.classes - 1, 1)))) for i in range(args.classes)]
+    preprocess = BatchPreprocess(cfg.INPUT.MEAN, cfg.INPUT.STD, pad_crop=4, flip=True).to(device)
+
+    steps = {}
+    reference = None
+    for method in ("ce", "lda"):
+        cfg.METHOD = method
+        model = build_model(cfg, args.classes).to(device)
+        if reference is None:
+            reference = copy.deepcopy(model.backbone.state_dict())
+        model.backbone.load_state_dict(reference)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        model.train()
+        criterion = build_criterion(cfg, counts).to(device).train()
+        steps[method] = make_step(cfg, model, criterion, preprocess, device, autocast_dtype)
+
+    images = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8)
+    # Long-tailed labels, as in a real batch.
+    targets = torch.multinomial(torch.tensor(counts, dtype=torch.float), args.batch, replacement=True)
+    if device.type == "cuda":
+        images, targets = images.pin_memory(), targets.pin_memory()
+
+    def timed(method):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        steps[method](images, targets)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for _ in range(args.warmup):
+        timed("ce"), timed("lda")
+    times = {"ce": [], "lda": []}
+    for round_index in range(args.rounds):
+        order = ("ce", "lda") if round_index % 2 == 0 else ("lda", "ce")
+        for method in order:
+            times[method].append(timed(method))
+    ce, lda = statistics.median(times["ce"]), statistics.median(times["lda"])
+    ratios = [l / c for l, c in zip(times["lda"], times["ce"])]
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {where}; backbone {args.backbone}, batch {args.batch}, {args.size}x{args.size}, "
+          f"{args.classes} classes, {args.rounds} interleaved rounds (medians)")
+    print("| method | step (ms) | images/s |")
+    print("|---|---|---|")
+    print(f"| CE | {1000 * ce:.1f} | {args.batch / ce:.0f} |")
+    print(f"| LDA | {1000 * lda:.1f} | {args.batch / lda:.0f} |")
+    print(f"LDA / CE step time: {lda / ce:.3f} (ratio of medians); median per-round ratio "
+          f"{statistics.median(ratios):.3f}; overhead {100 * (lda / ce - 1):+.1f}%")
+
+
+if __name__ == "__main__":
+    main()

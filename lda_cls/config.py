@@ -1,0 +1,98 @@
+"""Every configuration key of lda_cls, with its default.
+
+The defaults are the embedded ``digits_lt`` demo (what ``python -m lda_cls.train``
+runs with no arguments); configs/cls/*.yaml state what each benchmark changes.
+Paper symbols refer to Peng et al., "Long-tailed Distribution Adaptation", ACM MM 2021.
+"""
+from fvcore.common.config import CfgNode as CN
+
+__all__ = ["get_cfg", "add_lda_cls_config"]
+
+
+def add_lda_cls_config(cfg: CN) -> None:
+    """Add every lda_cls key to ``cfg`` (detectron2-style: one function, all keys)."""
+    cfg.NAME = "digits_lt_lda"  # run name, only used in logs
+    cfg.OUTPUT_DIR = ""  # "" = output/<DATASET.NAME>_<METHOD>
+    cfg.SEED = 0  # seeds torch/numpy/python; epoch e of rank r reseeds with SEED + 1000 e + r
+    cfg.METHOD = "lda"  # "lda": h' + h + p trained with Eq. 9; "ce": one classifier h, plain cross entropy
+    cfg.LOG_PERIOD = 20  # log (and sync with the device) every this many iterations
+    cfg.CHECKPOINT_PERIOD = 1  # write last_checkpoint.pth every this many epochs
+    cfg.NUM_THREADS = 1  # CPU intra-op threads per process; 0 = torch's default (1 keeps tiny models fast on busy CPUs)
+    cfg.CUDNN_BENCHMARK = False  # True trades bitwise reproducibility for speed on GPUs
+
+    cfg.DATASET = CN()
+    cfg.DATASET.NAME = "digits_lt"  # digits_lt | cifar10_lt | cifar100_lt | imagenet_lt | places_lt | imagefolder_lt
+    cfg.DATASET.ROOT = ""  # data root: CIFAR download dir or image-folder tree, image root of split files
+    cfg.DATASET.NUM_CLASSES = 0  # C; 0 = known for the dataset (10, 100, 1000, 365) or from the class folders
+    cfg.DATASET.IMBALANCE_RATIO = 10.0  # IR = n_max / n_min of the exponential profile; <= 1 keeps the data as is
+    cfg.DATASET.SUBSAMPLE_SEED = 0  # which images of each class the profile keeps
+    cfg.DATASET.DOWNLOAD = True  # CIFAR: let torchvision download when ROOT has no image-folder tree
+    cfg.DATASET.CACHE_DIR = ""  # image-folder CIFAR: decode the JPEGs once into a uint8 tensor file here
+    cfg.DATASET.TRAIN_DIR = "train"  # image-folder trees: sub-folder of the training images
+    cfg.DATASET.TEST_DIR = "test"  # image-folder trees: sub-folder of the (balanced) test images
+    cfg.DATASET.TRAIN_SPLIT_FILE = ""  # imagenet_lt / places_lt: "relative/path label" per line
+    cfg.DATASET.VAL_SPLIT_FILE = ""  # validation split file: model selection
+    cfg.DATASET.TEST_SPLIT_FILE = ""  # test split file: the reported number
+    cfg.DATASET.DIGITS_TEST_PER_CLASS = 50  # digits_lt: balanced held-out test images per class
+    cfg.DATASET.NUM_WORKERS = 0  # DataLoader workers per process (in-memory datasets need none)
+
+    cfg.INPUT = CN()
+    cfg.INPUT.SIZE = 8  # training crop size (and test size of in-memory datasets)
+    cfg.INPUT.TEST_RESIZE = 256  # file datasets: shorter side before the test center crop
+    cfg.INPUT.PAD_CROP = 1  # in-memory datasets: random crop of SIZE after zero-padding this many pixels
+    cfg.INPUT.FLIP = False  # random horizontal flip (off for digits: a flipped digit is another glyph)
+    cfg.INPUT.RANDOM_RESIZED_CROP = False  # file datasets: RandomResizedCrop instead of resize + random crop
+    cfg.INPUT.COLOR_JITTER = 0.0  # file datasets: brightness/contrast/saturation jitter strength
+    cfg.INPUT.MEAN = [0.5]  # per-channel mean in [0, 1]
+    cfg.INPUT.STD = [0.5]  # per-channel std in [0, 1]
+
+    cfg.MODEL = CN()
+    cfg.MODEL.BACKBONE = "resnet8_cifar"  # any timm.create_model name; resnet*_cifar are registered by lda_cls
+    cfg.MODEL.IN_CHANS = 1  # input channels
+    cfg.MODEL.PRETRAINED_FILE = ""  # local ImageNet weights for the backbone (Places-LT: resnet152)
+    cfg.MODEL.FREEZE = "none"  # "none" | "all_but_last_block" (Places-LT: only the last residual block trains)
+    cfg.MODEL.BIAS = True  # bias of the classifiers h and h'
+    cfg.MODEL.PROJECTION = CN()
+    cfg.MODEL.PROJECTION.ENABLED = True  # projection head p, whose output feeds intra/inter (Eq. 7, 8)
+    cfg.MODEL.PROJECTION.DIM = 128  # output dimension of p
+
+    cfg.LDA = CN()
+    cfg.LDA.GAMMA = 1.0  # exponent gamma of alpha = (delta acc)^gamma (Eq. 6)
+    cfg.LDA.BETA = 0.5  # weight beta of intra + inter (Eq. 9)
+    cfg.LDA.MARGIN = 1.0  # margin m of the inter-class hinge (Eq. 8)
+    cfg.LDA.WINDOW = 100  # L, mini-batches averaged in delta acc (Eq. 6)
+    cfg.LDA.UNBALANCED_FACTOR = 1.0  # multiplier of R_s(h') (official LOSS0_FACTOR)
+    cfg.LDA.BALANCED_FACTOR = 2.0  # multiplier of alpha R_u(h) (official LOSS1_FACTOR)
+    cfg.LDA.WEIGHTED_INTER = False  # weight inter pairs by w_i + w_j (Eq. 8)
+    cfg.LDA.FIXED_ALPHA = -1.0  # >= 0: constant alpha instead of Eq. 6 (the paper's grid-search ablation)
+    cfg.LDA.SCALING = "official"  # "official" | "normalized": see lda_core.loss
+
+    cfg.SOLVER = CN()
+    cfg.SOLVER.EPOCHS = 30  # training epochs
+    cfg.SOLVER.STOP_EPOCH = -1  # >= 0: stop after this many epochs (time-sliced jobs; then --resume)
+    cfg.SOLVER.BATCH_SIZE = 64  # global batch size, split evenly over the processes
+    cfg.SOLVER.BASE_LR = 0.05  # learning rate after warm-up
+    cfg.SOLVER.MOMENTUM = 0.9  # SGD momentum
+    cfg.SOLVER.NESTEROV = False  # Nesterov momentum
+    cfg.SOLVER.WEIGHT_DECAY = 5e-4  # L2 weight decay
+    cfg.SOLVER.SCHEDULER = "cosine"  # timm scheduler: "cosine" | "multistep" (stepped every iteration)
+    cfg.SOLVER.MILESTONES = [160, 180]  # multistep: epochs at which the lr is multiplied by DECAY_RATE
+    cfg.SOLVER.DECAY_RATE = 0.01  # multistep: lr factor per milestone
+    cfg.SOLVER.WARMUP_EPOCHS = 1  # linear warm-up epochs
+    cfg.SOLVER.WARMUP_LR = 0.0  # lr at the first warm-up iteration
+    cfg.SOLVER.MIN_LR = 0.0  # cosine: final lr
+    cfg.SOLVER.AMP = "bf16"  # CUDA only: "bf16" | "fp16" | "none" autocast
+    cfg.SOLVER.CHANNELS_LAST = True  # CUDA only: channels_last memory format
+
+    cfg.TEST = CN()
+    cfg.TEST.BATCH_SIZE = 256  # global evaluation batch size
+    cfg.TEST.EVAL_PERIOD = 1  # evaluate on the validation split every this many epochs
+    cfg.TEST.MANY_THRESHOLD = 100  # many-shot: more than this many training images
+    cfg.TEST.FEW_THRESHOLD = 20  # few-shot: fewer than this many training images
+
+
+def get_cfg() -> CN:
+    """A fresh copy of the defaults."""
+    cfg = CN()
+    add_lda_cls_config(cfg)
+    return cfg

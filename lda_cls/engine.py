@@ -1,0 +1,303 @@
+"""Trainer: the training loop, evaluation, checkpoints and result files of lda_cls.
+
+Files in the output directory:
+  log.txt, metrics.jsonl (one JSON object per logged step and per evaluation),
+  tensorboard/, config.yaml, last_checkpoint.pth (everything --resume needs),
+  model_best.pth (best validation top-1 of h), model_deploy.pth (backbone + h),
+  results.json (test split, best checkpoint).
+"""
+import json
+import os
+import time
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from .criterion import build_criterion
+from .data import BatchPreprocess, TensorImageDataset, build_dataset, class_counts_of, shot_groups
+from .evaluation import evaluate
+from .models import build_model, deploy_state_dict
+from .solver import build_optimizer, build_scheduler
+from .utils import (atomic_save, init_distributed, is_main_process, rank, rng_state, seed_everything,
+                    set_rng_state, setup_logger, world_size)
+
+__all__ = ["Trainer", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS"]
+
+LAST_CHECKPOINT = "last_checkpoint.pth"
+BEST_CHECKPOINT = "model_best.pth"
+DEPLOY_WEIGHTS = "model_deploy.pth"
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+class Trainer:
+    def __init__(self, cfg, output_dir: str):
+        self.cfg = cfg
+        self.output_dir = output_dir
+        self.device = init_distributed()
+        if is_main_process():
+            os.makedirs(output_dir, exist_ok=True)
+        if world_size() > 1:
+            dist.barrier()
+        self.logger = setup_logger(output_dir)
+        if cfg.SOLVER.AMP not in _AMP_DTYPES:
+            raise ValueError(f"SOLVER.AMP must be one of {sorted(_AMP_DTYPES)}, got {cfg.SOLVER.AMP!r}")
+        on_cuda = self.device.type == "cuda"
+        self.autocast_dtype = _AMP_DTYPES[cfg.SOLVER.AMP] if on_cuda else None
+        self.channels_last = cfg.SOLVER.CHANNELS_LAST and on_cuda
+        torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+        if cfg.NUM_THREADS > 0:
+            torch.set_num_threads(cfg.NUM_THREADS)
+        seed_everything(cfg.SEED + rank())
+
+        train_set, num_classes = build_dataset(cfg, "train")
+        self.train_set = train_set
+        self.num_classes = num_classes
+        self.class_counts = class_counts_of(train_set, num_classes)
+        self.test_set, _ = build_dataset(cfg, "test")
+        # CIFAR, digits and image folders have no validation split: model selection uses the test set
+        # (the benchmarks' convention), and its evaluation is not repeated at the end.
+        self.val_is_test = cfg.DATASET.NAME not in ("imagenet_lt", "places_lt")
+        self.val_set = self.test_set if self.val_is_test else build_dataset(cfg, "val")[0]
+        in_memory = isinstance(train_set, TensorImageDataset)
+        self.train_preprocess = BatchPreprocess.from_config(cfg, train=True, in_memory=in_memory).to(self.device)
+        self.test_preprocess = BatchPreprocess.from_config(cfg, train=False, in_memory=in_memory).to(self.device)
+
+        self.model = build_model(cfg, num_classes).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.criterion = build_criterion(cfg, self.class_counts).to(self.device)
+
+    # ----------------------------------------------------------------- data
+    def _train_loader(self):
+        if self.cfg.SOLVER.BATCH_SIZE % world_size():
+            raise ValueError(f"SOLVER.BATCH_SIZE {self.cfg.SOLVER.BATCH_SIZE} is the global batch; "
+                             f"it must divide by the {world_size()} processes")
+        per_rank = self.cfg.SOLVER.BATCH_SIZE // world_size()
+        sampler = DistributedSampler(self.train_set, num_replicas=world_size(), rank=rank(), shuffle=True,
+                                     seed=self.cfg.SEED, drop_last=True)
+        if len(sampler) < per_rank:
+            raise ValueError(f"{len(self.train_set)} training images cannot fill one batch of {per_rank} per process")
+        loader = DataLoader(self.train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
+                            num_workers=self.cfg.DATASET.NUM_WORKERS, pin_memory=self.device.type == "cuda",
+                            persistent_workers=self.cfg.DATASET.NUM_WORKERS > 0)
+        return loader, sampler
+
+    def _eval_loader(self, dataset):
+        # A strided shard per rank, no padding: the summed per-class counts are exact.
+        shard = Subset(dataset, range(rank(), len(dataset), world_size())) if world_size() > 1 else dataset
+        return DataLoader(shard, batch_size=max(1, self.cfg.TEST.BATCH_SIZE // world_size()), shuffle=False,
+                          num_workers=self.cfg.DATASET.NUM_WORKERS, pin_memory=self.device.type == "cuda")
+
+    # ----------------------------------------------------------- evaluation
+    def evaluate(self, split: str) -> Dict[str, Optional[dict]]:
+        if world_size() > 1:
+            # DDP broadcasts BatchNorm statistics at the start of each forward, so after the last training
+            # step every rank holds its own; evaluate (and save) rank 0's everywhere.
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, src=0)
+        dataset = {"val": self.val_set, "test": self.test_set}[split]
+        progress = (lambda it: tqdm(it, desc=f"eval {split}", leave=False, dynamic_ncols=True)) \
+            if is_main_process() else None
+        return evaluate(self.model, self._eval_loader(dataset), self.test_preprocess, self.class_counts,
+                        self.device, self.autocast_dtype, self.channels_last,
+                        self.cfg.TEST.MANY_THRESHOLD, self.cfg.TEST.FEW_THRESHOLD, progress)
+
+    def eval_only(self, weights: str) -> Dict[str, Optional[dict]]:
+        """Evaluate ``weights`` on the test split; writes eval_results.json and a metrics.jsonl record."""
+        self.load_weights(weights)
+        result = self.evaluate("test")
+        self._log_eval(None, -1, "test", result)
+        if is_main_process():
+            with open(os.path.join(self.output_dir, "eval_results.json"), "w") as handle:
+                json.dump({**result, "weights": weights}, handle, indent=2)
+        return result
+
+    def load_weights(self, path: str) -> None:
+        """Load a checkpoint written by this trainer (full or deploy weights) into the model."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"weights file not found: {path}")
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = state.get("model", state)
+        head = self.model.head
+        if not any(key.startswith("head.unbalanced.") for key in state) and head.unbalanced is not None:
+            # Deploy weights: backbone + h only; h' and p are not part of them.
+            head.unbalanced = head.projection = None
+        self.model.load_state_dict(state)
+
+    # -------------------------------------------------------------- helpers
+    def _write_jsonl(self, record: dict) -> None:
+        if is_main_process():
+            with open(os.path.join(self.output_dir, "metrics.jsonl"), "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def _log_eval(self, writer, epoch: int, split: str, result: dict) -> None:
+        self._write_jsonl({"type": "eval", "epoch": epoch, "split": split, **result})
+        for classifier, metrics in result.items():
+            if metrics is None:
+                continue
+            self.logger.info(f"epoch {epoch} {split} {classifier}: " +
+                             ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if v is not None))
+            if writer is not None:
+                for key, value in metrics.items():
+                    if value is not None:
+                        writer.add_scalar(f"{split}/{classifier}/{key}", value, epoch)
+
+    def _results(self, test_result: dict, best_epoch: int, best_val: float) -> dict:
+        counts = np.asarray(self.class_counts)
+        groups = shot_groups(counts, self.cfg.TEST.MANY_THRESHOLD, self.cfg.TEST.FEW_THRESHOLD)
+        return {
+            **test_result,
+            "dataset": self.cfg.DATASET.NAME,
+            "imbalance_ratio": float(self.cfg.DATASET.IMBALANCE_RATIO),
+            "measured_imbalance_ratio": float(counts.max() / max(counts.min(), 1)),
+            "method": self.cfg.METHOD,
+            "backbone": self.cfg.MODEL.BACKBONE,
+            "num_train_images": int(counts.sum()),
+            "num_test_images": len(self.test_set),
+            "num_classes": self.num_classes,
+            "split_classes": {name: int((groups == g).sum()) for g, name in enumerate(("many", "medium", "few"))},
+            "best_epoch": best_epoch,
+            "best_val_top1": best_val,
+        }
+
+    # ------------------------------------------------------------- training
+    def train(self, resume: bool = False) -> Optional[dict]:
+        """Train to SOLVER.EPOCHS (or SOLVER.STOP_EPOCH); returns results.json's dict at the end."""
+        cfg = self.cfg
+        if is_main_process():
+            with open(os.path.join(self.output_dir, "config.yaml"), "w") as handle:
+                handle.write(cfg.dump())
+        loader, sampler = self._train_loader()
+        iters_per_epoch = len(loader)
+        optimizer = build_optimizer(cfg, self.model)
+        scheduler = build_scheduler(cfg, optimizer, iters_per_epoch)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
+
+        start_epoch, global_step, best_top1, best_epoch = 0, 0, -1.0, -1
+        last_path = os.path.join(self.output_dir, LAST_CHECKPOINT)
+        if resume:
+            if not os.path.isfile(last_path):
+                raise FileNotFoundError(f"--resume: no {LAST_CHECKPOINT} in {self.output_dir}")
+            state = torch.load(last_path, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            self.criterion.load_state_dict(state["criterion"])
+            scaler.load_state_dict(state["scaler"])
+            start_epoch, global_step = state["epoch"], state["iteration"]
+            best_top1, best_epoch = state["best_top1"], state["best_epoch"]
+            set_rng_state(state["rng"][min(rank(), len(state["rng"]) - 1)])
+            self.logger.info(f"resumed from {last_path} at epoch {start_epoch}")
+        else:
+            self.logger.info(f"training {cfg.METHOD} on {cfg.DATASET.NAME}: {len(self.train_set)} images, "
+                             f"{self.num_classes} classes, counts {self.class_counts}")
+
+        model = self.model
+        if world_size() > 1:
+            model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                            else None)
+        writer = SummaryWriter(os.path.join(self.output_dir, "tensorboard")) if is_main_process() else None
+        stop_epoch = cfg.SOLVER.EPOCHS if cfg.SOLVER.STOP_EPOCH < 0 else min(cfg.SOLVER.STOP_EPOCH, cfg.SOLVER.EPOCHS)
+
+        for epoch in range(start_epoch, stop_epoch):
+            # Reseeding per epoch makes an epoch's randomness independent of how we got here (resume == no resume).
+            seed_everything(cfg.SEED + 1000 * (epoch + 1) + rank())
+            sampler.set_epoch(epoch)
+            model.train()
+            self.criterion.train()
+            sums, window_steps = None, 0
+            epoch_start = time.perf_counter()
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.SOLVER.EPOCHS}", leave=False, dynamic_ncols=True,
+                       disable=not is_main_process())
+            for step, (images, targets) in enumerate(bar):
+                images = self.train_preprocess(images.to(self.device, non_blocking=True))
+                if self.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                targets = targets.to(self.device, non_blocking=True)
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                    enabled=self.autocast_dtype is not None):
+                    outputs = model(images)
+                losses = self.criterion(outputs, targets)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(losses["loss"]).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                step_lr = optimizer.param_groups[0]["lr"]  # the lr this step used, before the schedule moves on
+                global_step += 1
+                scheduler.step_update(global_step)
+
+                # Accumulate on the device; the host reads the values every LOG_PERIOD steps only.
+                detached = {k: v.detach().float() for k, v in losses.items()}
+                sums = detached if sums is None else {k: sums[k] + detached[k] for k in sums}
+                window_steps += 1
+                if global_step % cfg.LOG_PERIOD == 0 or step == iters_per_epoch - 1:
+                    # One host sync: window means of the losses; alpha and delta acc are states, so
+                    # their current values are reported instead of means.
+                    keys = list(sums)
+                    states = [k for k in ("alpha", "delta_acc") if k in detached]
+                    values = torch.stack([sums[k] for k in keys] + [detached[k] for k in states]).cpu().tolist()
+                    record = {k: v / window_steps for k, v in zip(keys, values)}
+                    record.update(zip(states, values[len(keys):]))
+                    record["lr"] = step_lr
+                    self._write_jsonl({"type": "train", "epoch": epoch + 1, "iter": global_step, **record})
+                    if writer is not None:
+                        for key, value in record.items():
+                            writer.add_scalar(f"train/{key}", value, global_step)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.4f}")
+                    sums, window_steps = None, 0
+            self.logger.info(f"epoch {epoch + 1}: {time.perf_counter() - epoch_start:.1f}s, "
+                             f"{iters_per_epoch * cfg.SOLVER.BATCH_SIZE / (time.perf_counter() - epoch_start):.0f} img/s")
+
+            finished = epoch + 1 == cfg.SOLVER.EPOCHS
+            if (epoch + 1) % cfg.TEST.EVAL_PERIOD == 0 or finished:
+                val_result = self.evaluate("val")
+                self._log_eval(writer, epoch + 1, "val", val_result)
+                top1 = val_result["balanced"]["top1"]
+                if top1 > best_top1:
+                    best_top1, best_epoch = top1, epoch + 1
+                    if is_main_process():
+                        atomic_save({"model": self.model.state_dict(), "epoch": epoch + 1, "val": val_result},
+                                    os.path.join(self.output_dir, BEST_CHECKPOINT))
+            if (epoch + 1) % cfg.CHECKPOINT_PERIOD == 0 or finished or epoch + 1 == stop_epoch:
+                rng = [rng_state()]
+                if world_size() > 1:
+                    rng = [None] * world_size()
+                    dist.all_gather_object(rng, rng_state())
+                if is_main_process():
+                    atomic_save({"model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "criterion": self.criterion.state_dict(),
+                                 "scaler": scaler.state_dict(), "epoch": epoch + 1, "iteration": global_step,
+                                 "best_top1": best_top1, "best_epoch": best_epoch, "rng": rng,
+                                 "cfg": cfg.dump()}, last_path)
+            if world_size() > 1:
+                dist.barrier()
+
+        if writer is not None:
+            writer.close()
+        if stop_epoch < cfg.SOLVER.EPOCHS:
+            self.logger.info(f"stopped after epoch {stop_epoch} (SOLVER.STOP_EPOCH); continue with --resume")
+            return None
+        return self.finish(best_epoch, best_top1)
+
+    def finish(self, best_epoch: int, best_top1: float) -> dict:
+        """Evaluate the best checkpoint on the test split; write results.json and the deploy weights."""
+        best_path = os.path.join(self.output_dir, BEST_CHECKPOINT)
+        self.load_weights(best_path)
+        if self.val_is_test:
+            test_result = torch.load(best_path, map_location="cpu", weights_only=False)["val"]
+        else:
+            test_result = self.evaluate("test")
+        results = self._results(test_result, best_epoch, best_top1)
+        self._log_eval(None, best_epoch, "test", test_result)
+        if is_main_process():
+            atomic_save(deploy_state_dict(self.model), os.path.join(self.output_dir, DEPLOY_WEIGHTS))
+            with open(os.path.join(self.output_dir, "results.json"), "w") as handle:
+                json.dump(results, handle, indent=2)
+            self.logger.info(f"results: {json.dumps(results)}")
+        return results

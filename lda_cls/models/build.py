@@ -1,0 +1,70 @@
+"""build_model: a timm backbone (pooled features) + the LDA head."""
+import os
+from typing import Dict
+
+import timm
+import torch
+from timm.utils import freeze
+from torch import nn
+
+from . import resnet_cifar  # noqa: F401  registers resnet*_cifar with timm, imported for that side effect
+from .head import LDAHead
+
+__all__ = ["LongTailClassifier", "build_model", "deploy_state_dict", "freeze_all_but_last_block"]
+
+
+class LongTailClassifier(nn.Module):
+    """backbone -> pooled feature -> head; ``forward`` returns the head's dict
+    ("logits" = h(x), "unbalanced_logits" = h'(x), "features", "projection")."""
+
+    def __init__(self, backbone: nn.Module, head: LDAHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        features = self.backbone.forward_head(self.backbone.forward_features(images), pre_logits=True)
+        return self.head(features)
+
+
+def freeze_all_but_last_block(backbone: nn.Module) -> None:
+    """Freeze a ResNet except its last residual block (Places-LT protocol, after OLTR).
+
+    Frozen BatchNorms become FrozenBatchNorm2d (timm.utils.freeze), so their
+    ImageNet statistics stay put too.
+    """
+    stages = [name for name, _ in backbone.named_children() if name.startswith("layer")]
+    if not stages:
+        raise ValueError(f"MODEL.FREEZE=all_but_last_block needs a ResNet-style backbone with layerN stages, "
+                         f"got {type(backbone).__name__}")
+    last_stage = getattr(backbone, stages[-1])
+    frozen = [name for name, module in backbone.named_children()
+              if name != stages[-1] and any(True for _ in module.parameters())]
+    frozen += [f"{stages[-1]}.{index}" for index in range(len(last_stage) - 1)]
+    freeze(backbone, frozen)
+
+
+def build_model(cfg, num_classes: int) -> LongTailClassifier:
+    """The classifier of cfg (backbone cfg.MODEL.BACKBONE, head for cfg.METHOD)."""
+    kwargs = dict(num_classes=0, in_chans=cfg.MODEL.IN_CHANS)
+    if cfg.MODEL.PRETRAINED_FILE:
+        path = os.path.expanduser(cfg.MODEL.PRETRAINED_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"MODEL.PRETRAINED_FILE not found: {path}")
+        # timm reads the local file and drops the ImageNet classifier (num_classes=0).
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=path))
+    backbone = timm.create_model(cfg.MODEL.BACKBONE, **kwargs)
+    if cfg.MODEL.FREEZE == "all_but_last_block":
+        freeze_all_but_last_block(backbone)
+    elif cfg.MODEL.FREEZE != "none":
+        raise ValueError(f"MODEL.FREEZE must be 'none' or 'all_but_last_block', got {cfg.MODEL.FREEZE!r}")
+    head = LDAHead(backbone.num_features, num_classes, method=cfg.METHOD,
+                   projection=cfg.MODEL.PROJECTION.ENABLED, projection_dim=cfg.MODEL.PROJECTION.DIM,
+                   bias=cfg.MODEL.BIAS)
+    return LongTailClassifier(backbone, head)
+
+
+def deploy_state_dict(model: LongTailClassifier) -> Dict[str, torch.Tensor]:
+    """Weights for deployment: the backbone and h only (h' and p are training-time devices)."""
+    return {key: value for key, value in model.state_dict().items()
+            if key.startswith("backbone.") or key.startswith("head.balanced.")}

@@ -1,0 +1,119 @@
+"""Command line: python -m lda_cls.train [--dataset X] [--config-file F] ... [KEY VALUE ...]
+
+With no arguments it trains LDA on digits_lt (the embedded defaults of lda_cls.config).
+Under ``torchrun --nproc_per_node N -m lda_cls.train ...`` it trains with DDP.
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .config import get_cfg
+
+# configs/ lives next to the package in the repository (detectron2's layout).
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "cls"
+DATASETS = ("digits_lt", "cifar10_lt", "cifar100_lt", "imagenet_lt", "places_lt", "imagefolder_lt")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Long-tailed classification with LDA (or the CE baseline)",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--dataset", choices=DATASETS, help="picks configs/cls/<dataset>.yaml")
+    parser.add_argument("--config-file", help="YAML config (overrides the one --dataset picks)")
+    parser.add_argument("--data-root", help="sets DATASET.ROOT")
+    parser.add_argument("--output-dir", help="sets OUTPUT_DIR (default output/<dataset>_<method>)")
+    parser.add_argument("--method", choices=("lda", "ce"), help="sets METHOD")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test split")
+    parser.add_argument("--weights", help="checkpoint for --eval-only (model_best.pth, model_deploy.pth, ...)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs overriding config keys")
+    return parser
+
+
+def _promote_ints(cfg, opts: List[str]) -> List[str]:
+    """Let `DATASET.IMBALANCE_RATIO 50` set a float key (yacs would reject the int literal)."""
+    promoted = list(opts)
+    for i in range(0, len(promoted) - 1, 2):
+        node = cfg
+        for part in promoted[i].split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, float) and not isinstance(node, bool):
+            try:
+                promoted[i + 1] = repr(float(int(promoted[i + 1])))
+            except ValueError:
+                pass
+    return promoted
+
+
+def setup_cfg(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None):
+    """Defaults <- config file <- command-line flags <- KEY VALUE pairs; frozen."""
+    def fail(message: str):
+        if parser is not None:
+            parser.error(message)
+        raise ValueError(message)
+
+    cfg = get_cfg()
+    config_file = args.config_file
+    if config_file is None and args.dataset is not None:
+        candidate = CONFIG_DIR / f"{args.dataset}.yaml"
+        if candidate.is_file():
+            config_file = str(candidate)
+        elif args.dataset != "digits_lt":
+            fail(f"no default config for --dataset {args.dataset}: {candidate} is missing; pass --config-file")
+    if config_file is not None:
+        if not os.path.isfile(config_file):
+            fail(f"config file not found: {config_file}")
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as error:
+            fail(f"{config_file}: {error.args[0]}")
+    if args.dataset is not None:
+        cfg.DATASET.NAME = args.dataset
+    if args.method is not None:
+        cfg.METHOD = args.method
+    if args.data_root is not None:
+        cfg.DATASET.ROOT = args.data_root
+    if args.output_dir is not None:
+        cfg.OUTPUT_DIR = args.output_dir
+    opts = list(args.opts or [])
+    if opts and opts[0] == "--":
+        opts = opts[1:]
+    if len(opts) % 2:
+        fail(f"overrides must be KEY VALUE pairs, got an odd number: {opts}")
+    try:
+        cfg.merge_from_list(_promote_ints(cfg, opts))
+    except KeyError as error:
+        fail(f"unknown config key in overrides: {error.args[0]}")
+    except (ValueError, AssertionError) as error:
+        fail(f"bad override value: {error}")
+    if cfg.METHOD not in ("lda", "ce"):
+        fail(f"METHOD must be 'lda' or 'ce', got {cfg.METHOD!r}")
+    if not cfg.OUTPUT_DIR:
+        cfg.OUTPUT_DIR = os.path.join("output", f"{cfg.DATASET.NAME}_{cfg.METHOD}")
+    cfg.freeze()
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = setup_cfg(args, parser)
+    if args.eval_only and not args.weights:
+        parser.error("--eval-only needs --weights")
+    from .engine import Trainer  # imported late so that --help and config errors stay fast
+    from .utils import is_main_process
+
+    trainer = Trainer(cfg, cfg.OUTPUT_DIR)
+    if args.eval_only:
+        result = trainer.eval_only(args.weights)
+        if is_main_process():
+            print(json.dumps(result))
+        return result
+    return trainer.train(resume=args.resume)
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

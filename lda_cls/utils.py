@@ -1,0 +1,84 @@
+"""Process-group set-up, seeding, logging and atomic checkpoint files."""
+import logging
+import os
+import random
+import sys
+from typing import Any, Dict
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+__all__ = ["init_distributed", "rank", "world_size", "is_main_process", "seed_everything", "rng_state",
+           "set_rng_state", "atomic_save", "setup_logger"]
+
+
+def init_distributed() -> torch.device:
+    """Join the torchrun process group if there is one (NCCL on GPUs, gloo on CPU); return the device."""
+    use_cuda = torch.cuda.is_available()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> Dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
+    tmp = f"{path}.tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def setup_logger(output_dir: str, name: str = "lda_cls") -> logging.Logger:
+    """Log to stdout and <output_dir>/log.txt on the main process; warnings only elsewhere."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO if is_main_process() else logging.WARNING)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter("[%(asctime)s %(name)s] %(message)s", datefmt="%m/%d %H:%M:%S")
+    stream = logging.StreamHandler(sys.stdout)
+    stream.setFormatter(formatter)
+    logger.addHandler(stream)
+    if is_main_process():
+        file_handler = logging.FileHandler(os.path.join(output_dir, "log.txt"))
+        file_handler.setFormatter(formatter)
+        logger.addHandler(file_handler)
+    return logger

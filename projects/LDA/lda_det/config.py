@@ -1,0 +1,43 @@
+"""The MODEL.LDA.* config keys of the LDA ROI head, with their defaults."""
+from detectron2.config import CfgNode as CN
+
+
+def add_lda_config(cfg):
+    """Add the config keys of LDA (Peng et al., ACM MM 2021) to a detectron2 config."""
+    _C = cfg
+    _C.MODEL.LDA = CN()
+    # Exponent `gamma` of the balance factor alpha = (delta acc)^gamma (Eq. 6).
+    _C.MODEL.LDA.GAMMA = 1.5
+    # Weight `beta` of the intra + inter divergence terms in the total risk (Eq. 9).
+    _C.MODEL.LDA.BETA = 0.1
+    # Margin `m` of the inter-class hinge max(0, m - d(mu_i, mu_j)) (Eq. 8).
+    _C.MODEL.LDA.MARGIN = 1.0
+    # Window `L`: number of recent mini-batches averaged into delta acc (Eq. 6).
+    _C.MODEL.LDA.WINDOW = 100
+    # Output dimension of the projection head `g` whose features enter Eq. 7 / 8.
+    _C.MODEL.LDA.PROJECTION_DIM = 128
+    # Hidden width of `g` (Linear-ReLU-Linear as in the official code); 0 makes `g` one Linear.
+    _C.MODEL.LDA.PROJECTION_HIDDEN_DIM = 1024
+    # Source of the class counts `n_y` behind the balanced weights w_y ~ 1/n_y (Eq. 5):
+    # "instance_count" (annotations per class in DATASETS.TRAIN), "image_count" (LVIS
+    # images per class) or "config" (MODEL.LDA.CLASS_COUNTS).
+    _C.MODEL.LDA.CLASS_COUNT_SOURCE = "instance_count"
+    # Explicit `n_y`, one per class, used when CLASS_COUNT_SOURCE is "config".
+    _C.MODEL.LDA.CLASS_COUNTS = []
+    # Factor on the unbalanced risk R_s(h') (Eq. 5 / 9).
+    _C.MODEL.LDA.UNBALANCED_LOSS_WEIGHT = 1.0
+    # Factor on the balanced risk alpha * R_u(h) (Eq. 5 / 9); 2 in the official configs.
+    _C.MODEL.LDA.BALANCED_LOSS_WEIGHT = 2.0
+    # Factor on the foreground/background cross-entropy (detection only, not in the paper).
+    _C.MODEL.LDA.FG_BG_LOSS_WEIGHT = 1.0
+    # Weight the inter pairs by w_i + w_j (Eq. 8) instead of a plain mean.
+    _C.MODEL.LDA.WEIGHTED_INTER = False
+    # Constant `alpha` instead of Eq. 6 when >= 0 (the paper's grid-search ablation).
+    _C.MODEL.LDA.FIXED_ALPHA = -1.0
+    # "official" (w_y = 1/(C n_y), summed risk, delta acc in percent) or "normalized";
+    # see lda_core.loss.
+    _C.MODEL.LDA.SCALING = "official"
+    # Inference score p(fg) * softmax(.)(c) with h ("balanced", the paper) or h' ("unbalanced").
+    _C.MODEL.LDA.SCORE_MODE = "balanced"
+    # Log alpha, delta acc and the loss terms every this many iterations (a host sync each time).
+    _C.MODEL.LDA.LOG_PERIOD = 20

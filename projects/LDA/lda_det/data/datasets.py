@@ -1,0 +1,65 @@
+"""Registration of the synthetic long-tailed dataset, and a check that datasets are on disk.
+
+LVIS v1 itself ("lvis_v1_train", "lvis_v1_val") is registered by detectron2's builtin
+module from $DETECTRON2_DATASETS; nothing here changes that.
+"""
+import os
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets.lvis import load_lvis_json
+
+from . import synthetic_lt
+
+SYNTHETIC_LT_SPLITS = {"synthetic_lt_train": "train", "synthetic_lt_val": "val"}
+
+
+def register_lvis_format(name: str, json_file: str, image_root: str, thing_classes, before_load=None) -> None:
+    """detectron2's register_lvis_instances for a dataset outside LVIS's built-in metadata.
+
+    Category ids must be 1..C (as in LVIS). ``image_root`` is joined with the split folder
+    of each image's coco_url, as detectron2's LVIS loader does. ``before_load`` runs before
+    the json is read (the synthetic dataset generates itself there).
+    """
+    def load():
+        if before_load is not None:
+            before_load()
+        return load_lvis_json(json_file, image_root)
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="lvis",
+                                  thing_classes=list(thing_classes))
+
+
+def register_synthetic_lt(root: str = None) -> None:
+    """Register "synthetic_lt_train" / "synthetic_lt_val" like any detectron2 LVIS dataset.
+
+    Nothing is generated here: the first DatasetCatalog.get (or ensure_available) does it.
+    """
+    root = root or synthetic_lt.default_root()
+    for name, split in SYNTHETIC_LT_SPLITS.items():
+        # detectron2's LVIS loader appends the split folder to image_root as a string.
+        register_lvis_format(name, synthetic_lt.json_path(root, split), root + os.sep, synthetic_lt.CATEGORY_NAMES,
+                             before_load=lambda: synthetic_lt.ensure_generated(root))
+
+
+def ensure_available(dataset_name: str) -> None:
+    """Generate the synthetic data if needed; for other datasets, fail early and clearly.
+
+    Raises FileNotFoundError naming the missing annotation file or image folder.
+    """
+    if dataset_name not in DatasetCatalog.list():
+        raise KeyError(f"Dataset {dataset_name!r} is not registered; registered LVIS-format ones: "
+                       f"{sorted(n for n in DatasetCatalog.list() if 'lvis' in n or 'synthetic' in n)}")
+    if dataset_name in SYNTHETIC_LT_SPLITS:
+        synthetic_lt.ensure_generated(os.path.dirname(MetadataCatalog.get(dataset_name).json_file))
+        return
+    meta = MetadataCatalog.get(dataset_name)
+    hint = (f"dataset {dataset_name!r}: detectron2 looks for its files under $DETECTRON2_DATASETS "
+            f"(now {os.environ.get('DETECTRON2_DATASETS', 'unset, i.e. ./datasets')}); see "
+            f"https://detectron2.readthedocs.io/en/latest/tutorials/builtin_datasets.html")
+    json_file = getattr(meta, "json_file", None)
+    if json_file and not os.path.isfile(json_file):
+        raise FileNotFoundError(f"Missing annotation file {os.path.abspath(json_file)} for {hint}")
+    image_root = getattr(meta, "image_root", None)
+    if image_root and not os.path.isdir(image_root):
+        raise FileNotFoundError(f"Missing image folder {os.path.abspath(image_root)} for {hint}")

@@ -1,0 +1,258 @@
+"""LDAOutputLayers: the box predictor of LDA, replacing Fast R-CNN's (C+1)-way classifier.
+
+Per region feature x (the box head's output):
+
+* fg_bg_score:      foreground / background logits (column 0 = fg, 1 = bg), trained
+                    with cross-entropy on all sampled proposals;
+* unbalanced_score: h' over the C classes, \\  trained on positive proposals only,
+* balanced_score:   h  over the C classes,  } through lda_core.LDALoss (Eq. 9);
+* projection:       g(x), the features of the intra / inter terms (Eq. 7 / 8);
+* bbox_pred:        Fast R-CNN's box regression, unchanged.
+
+Inference scores class c by p(fg | x) * softmax(h(x))_c (or h' for the ablation),
+then detectron2's per-class NMS (fast_rcnn_inference) as usual.
+"""
+import logging
+import math
+from typing import Dict, List, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, cat, cross_entropy, nonzero_tuple
+from detectron2.modeling.box_regression import _dense_box_regression_loss
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from detectron2.structures import Instances
+from detectron2.utils.events import get_event_storage
+
+from lda_core import LDALoss
+
+from .class_counts import class_counts_from_config
+
+logger = logging.getLogger(__name__)
+
+SCORE_MODES = ("balanced", "unbalanced")
+FOREGROUND, BACKGROUND = 0, 1  # columns of the fg/bg logits
+
+
+class LDAClassification(NamedTuple):
+    """The classification half of the predictor's output (the other half: box deltas)."""
+
+    fg_bg_logits: torch.Tensor  # (R, 2)
+    unbalanced_logits: torch.Tensor  # (R, C), h'
+    balanced_logits: torch.Tensor  # (R, C), h
+    projection: Optional[torch.Tensor]  # (R, D), g(x); None at inference
+
+
+class LDAOutputLayers(FastRCNNOutputLayers):
+    """Fast R-CNN output layers with LDA's fg/bg, h', h and projection heads.
+
+    ``forward`` returns ``(LDAClassification, proposal_deltas)``, so detectron2's
+    box-decoding methods of the parent class work unchanged.
+    """
+
+    @configurable
+    def __init__(self, input_shape: ShapeSpec, *, class_counts, gamma: float = 1.5, beta: float = 0.1,
+                 margin: float = 1.0, window: int = 100, projection_dim: int = 128,
+                 projection_hidden_dim: int = 1024, unbalanced_loss_weight: float = 1.0,
+                 balanced_loss_weight: float = 2.0, fg_bg_loss_weight: float = 1.0,
+                 weighted_inter: bool = False, fixed_alpha: Optional[float] = None,
+                 scaling: str = "official", score_mode: str = "balanced", log_period: int = 20,
+                 **kwargs):
+        """
+        Args:
+            class_counts: n_y of the C training classes (Eq. 5).
+            gamma, beta, margin, window, weighted_inter, fixed_alpha, scaling: see lda_core.LDALoss.
+            projection_dim, projection_hidden_dim: the projection head g.
+            unbalanced_loss_weight, balanced_loss_weight: LDALoss's factors of R_s(h'), alpha R_u(h).
+            fg_bg_loss_weight: factor of the fg/bg cross-entropy.
+            score_mode: "balanced" scores with h, "unbalanced" with h'.
+            log_period: iterations between the logs of alpha, delta acc and the loss terms.
+            kwargs: FastRCNNOutputLayers' arguments.
+        """
+        super().__init__(input_shape, **kwargs)
+        if self.use_sigmoid_ce or self.use_fed_loss:
+            raise ValueError("LDAOutputLayers replaces the classification loss: "
+                             "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE and USE_FED_LOSS must be False")
+        if score_mode not in SCORE_MODES:
+            raise ValueError(f"MODEL.LDA.SCORE_MODE must be one of {SCORE_MODES}, got {score_mode!r}")
+        if len(class_counts) != self.num_classes:
+            raise ValueError(f"{len(class_counts)} class counts for {self.num_classes} classes")
+        input_size = self.bbox_pred.in_features
+        # The (C+1)-way classifier is replaced by the three heads below.
+        del self.cls_score
+        self.fg_bg_score = nn.Linear(input_size, 2)
+        self.unbalanced_score = nn.Linear(input_size, self.num_classes)
+        self.balanced_score = nn.Linear(input_size, self.num_classes)
+        for layer in (self.fg_bg_score, self.unbalanced_score, self.balanced_score):
+            nn.init.normal_(layer.weight, std=0.01)  # as Fast R-CNN's cls_score
+            nn.init.constant_(layer.bias, 0)
+        if projection_hidden_dim > 0:
+            self.projection = nn.Sequential(nn.Linear(input_size, projection_hidden_dim), nn.ReLU(inplace=True),
+                                            nn.Linear(projection_hidden_dim, projection_dim))
+        else:
+            self.projection = nn.Linear(input_size, projection_dim)
+        self.lda_loss = LDALoss(class_counts, gamma=gamma, beta=beta, margin=margin, window=window,
+                                unbalanced_factor=unbalanced_loss_weight, balanced_factor=balanced_loss_weight,
+                                weighted_inter=weighted_inter, fixed_alpha=fixed_alpha, scaling=scaling)
+        self.fg_bg_loss_weight = fg_bg_loss_weight
+        self.score_mode = score_mode
+        self.log_period = log_period
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        lda = cfg.MODEL.LDA
+        ret.update({
+            "class_counts": class_counts_from_config(cfg),
+            "gamma": lda.GAMMA,
+            "beta": lda.BETA,
+            "margin": lda.MARGIN,
+            "window": lda.WINDOW,
+            "projection_dim": lda.PROJECTION_DIM,
+            "projection_hidden_dim": lda.PROJECTION_HIDDEN_DIM,
+            "unbalanced_loss_weight": lda.UNBALANCED_LOSS_WEIGHT,
+            "balanced_loss_weight": lda.BALANCED_LOSS_WEIGHT,
+            "fg_bg_loss_weight": lda.FG_BG_LOSS_WEIGHT,
+            "weighted_inter": lda.WEIGHTED_INTER,
+            "fixed_alpha": lda.FIXED_ALPHA if lda.FIXED_ALPHA >= 0 else None,
+            "scaling": lda.SCALING,
+            "score_mode": lda.SCORE_MODE,
+            "log_period": lda.LOG_PERIOD,
+        })
+        return ret
+
+    def forward(self, x):
+        if x.dim() > 2:
+            x = torch.flatten(x, start_dim=1)
+        classification = LDAClassification(
+            fg_bg_logits=self.fg_bg_score(x),
+            unbalanced_logits=self.unbalanced_score(x),
+            balanced_logits=self.balanced_score(x),
+            projection=self.projection(x) if self.training else None,
+        )
+        return classification, self.bbox_pred(x)
+
+    def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
+        """fg/bg cross-entropy on all proposals, LDALoss on the positives, box regression.
+
+        Returns "loss_fg_bg", "loss_lda" (Eq. 9 on the positives) and "loss_box_reg".
+        """
+        classification, proposal_deltas = predictions
+        if len(proposals):
+            gt_classes = cat([p.gt_classes for p in proposals], dim=0)
+            proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
+            assert not proposal_boxes.requires_grad, "Proposals should not require gradients!"
+            # Negatives may lack gt_boxes; their placeholder value is never used.
+            gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0)
+        else:
+            gt_classes = torch.empty(0, dtype=torch.long, device=proposal_deltas.device)
+            proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
+
+        is_foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
+        # The positives' indices: the one nonzero (host sync) of Fast R-CNN's box loss,
+        # computed once here and shared by LDALoss and the box regression.
+        fg_inds = nonzero_tuple(is_foreground)[0]
+
+        # Ignored proposals (label -1) get cross-entropy's ignore index.
+        fg_bg_targets = torch.where(gt_classes >= 0, (~is_foreground).long(), torch.full_like(gt_classes, -100))
+        loss_fg_bg = cross_entropy(classification.fg_bg_logits, fg_bg_targets, reduction="mean")
+        lda = self.lda_loss(classification.unbalanced_logits[fg_inds], classification.balanced_logits[fg_inds],
+                            gt_classes[fg_inds], classification.projection[fg_inds])
+        loss_box_reg = self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes, fg_inds)
+        self._log(classification, gt_classes, fg_bg_targets, fg_inds, lda)
+        return {
+            "loss_fg_bg": self.fg_bg_loss_weight * loss_fg_bg,
+            "loss_lda": lda["loss"],
+            "loss_box_reg": self.loss_weight.get("loss_box_reg", 1.0) * loss_box_reg,
+        }
+
+    def box_reg_loss(self, proposal_boxes, gt_boxes, pred_deltas, gt_classes, fg_inds=None):
+        """FastRCNNOutputLayers.box_reg_loss, taking the positives' indices when known."""
+        if fg_inds is None:
+            fg_inds = nonzero_tuple((gt_classes >= 0) & (gt_classes < self.num_classes))[0]
+        box_dim = proposal_boxes.shape[1]
+        if pred_deltas.shape[1] == box_dim:  # class-agnostic regression
+            fg_pred_deltas = pred_deltas[fg_inds]
+        else:
+            fg_pred_deltas = pred_deltas.view(-1, self.num_classes, box_dim)[fg_inds, gt_classes[fg_inds]]
+        loss_box_reg = _dense_box_regression_loss(
+            [proposal_boxes[fg_inds]], self.box2box_transform, [fg_pred_deltas.unsqueeze(0)],
+            [gt_boxes[fg_inds]], ..., self.box_reg_loss_type, self.smooth_l1_beta)
+        # Normalised by all sampled regions, as detectron2 does (see its comment).
+        return loss_box_reg / max(gt_classes.numel(), 1.0)
+
+    @torch.no_grad()
+    def _log(self, classification, gt_classes, fg_bg_targets, fg_inds, lda) -> None:
+        storage = get_event_storage()
+        if storage.iter % self.log_period != 0:
+            return
+        positive_targets = gt_classes[fg_inds]
+        num_labelled = (fg_bg_targets >= 0).sum().clamp(min=1)
+        num_positives = positive_targets.numel()
+        scalars = {
+            "fg_bg_accuracy": (classification.fg_bg_logits.argmax(1) == fg_bg_targets).sum() / num_labelled,
+            "alpha": lda["alpha"], "delta_acc": lda["delta_acc"],
+            "loss_unbalanced": lda["loss_unbalanced"], "loss_balanced": lda["loss_balanced"],
+            "loss_intra": lda["loss_intra"], "loss_inter": lda["loss_inter"],
+        }
+        if num_positives > 0:
+            for name in ("unbalanced", "balanced"):
+                logits = getattr(classification, f"{name}_logits")[fg_inds]
+                scalars[f"{name}_accuracy"] = (logits.argmax(1) == positive_targets).float().mean()
+        storage.put_scalars(**{f"lda/{k}": float(v) for k, v in scalars.items()})
+
+    def predict_probs(self, predictions, proposals: List[Instances]):
+        """Per image, (Ri, C + 1) scores: p(fg) * softmax(h)_c for c < C, p(bg) last."""
+        classification, _ = predictions
+        fg_bg_probs = F.softmax(classification.fg_bg_logits, dim=-1)
+        class_logits = (classification.balanced_logits if self.score_mode == "balanced"
+                        else classification.unbalanced_logits)
+        class_probs = F.softmax(class_logits, dim=-1)
+        probs = torch.cat([fg_bg_probs[:, FOREGROUND:FOREGROUND + 1] * class_probs,
+                           fg_bg_probs[:, BACKGROUND:BACKGROUND + 1]], dim=1)
+        return probs.split([len(p) for p in proposals], dim=0)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        if prefix + "cls_score.weight" in state_dict and prefix + "fg_bg_score.weight" not in state_dict:
+            _convert_cls_score(state_dict, prefix, self.num_classes)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+
+def _convert_cls_score(state_dict, prefix: str, num_classes: int) -> None:
+    """Initialise fg/bg, h' and h from a plain Fast R-CNN (C+1)-way classifier, in place.
+
+    With logits z_c = w_c x + b_c (c < C) and z_bg = w_bg x + b_bg, the plain model has
+    p(fg) / p(bg) = exp(logsumexp_c z_c - z_bg) and p(c | fg) = softmax_c(z_c). So:
+
+    * h' and h get the C foreground rows: their softmax is exactly p(c | fg);
+    * the background logit gets the bg row;
+    * the foreground logit should be logsumexp_c(w_c x + b_c), which is not linear in x;
+      it gets its first-order expansion at x = 0: weight sum_c softmax(b)_c w_c and bias
+      logsumexp(b). p(fg) then equals the plain model's exactly at x = 0, with the same
+      gradient there; fine-tuning corrects the rest.
+    """
+    weight = state_dict.pop(prefix + "cls_score.weight")
+    bias = state_dict.pop(prefix + "cls_score.bias")
+    weight, bias = torch.as_tensor(weight), torch.as_tensor(bias)
+    if weight.shape[0] != num_classes + 1:
+        raise ValueError(f"{prefix}cls_score.weight has {weight.shape[0]} rows; the LDA head has "
+                         f"{num_classes} classes and expects {num_classes + 1} (C classes + background)")
+    fg_weight, fg_bias = weight[:num_classes], bias[:num_classes]
+    bias_softmax = torch.softmax(fg_bias.double(), dim=0).to(weight.dtype)
+    state_dict[prefix + "fg_bg_score.weight"] = torch.stack([bias_softmax @ fg_weight, weight[num_classes]])
+    state_dict[prefix + "fg_bg_score.bias"] = torch.stack(
+        [torch.logsumexp(fg_bias.double(), dim=0).to(bias.dtype), bias[num_classes]])
+    for head in ("unbalanced_score", "balanced_score"):
+        state_dict[prefix + head + ".weight"] = fg_weight.clone()
+        state_dict[prefix + head + ".bias"] = fg_bias.clone()
+    logger.info(f"Converted a (C+1)-way classifier {prefix}cls_score ({num_classes} classes + background) "
+                f"into the LDA head: rows 0..{num_classes - 1} -> {prefix}unbalanced_score (h') and "
+                f"{prefix}balanced_score (h); row {num_classes} (background) -> {prefix}fg_bg_score row 1; "
+                f"fg_bg_score row 0 <- first-order logsumexp of the foreground rows (bias logsumexp(b) = "
+                f"{math.log(float(torch.exp(fg_bias.double()).sum())):.3f}). Projection head and LDA "
+                f"accuracy window start fresh.")

@@ -1,0 +1,283 @@
+#!/usr/bin/env python
+"""Analysis figures of LDA detection runs (LVIS format): classifier weight norms and AP per category.
+
+    python projects/LDA/tools/analyze.py RUN_DIR [--compare BASELINE_DIR ...] [--out DIR]
+        [--gt DATASET_NAME_OR_LVIS_JSON] [--iou-type bbox|segm]
+
+RUN_DIR is a train_net.py output directory. From each run it reads
+
+* the classifier weights of its checkpoint (``--weights``, default the file named in
+  RUN_DIR/last_checkpoint, else model_final.pth): h (``box_predictor.balanced_score``)
+  and h' (``unbalanced_score``) of an LDA head, or the foreground rows of a plain
+  Fast R-CNN ``cls_score`` (the background row dropped) for a baseline;
+* the detections LVISEvaluator wrote (``--results``, default
+  RUN_DIR/inference/lvis_instances_results.json), scored per category with the LVIS API.
+
+Category frequencies are the ``image_count`` (training images) of the ground-truth
+json's categories, split as LVIS does: rare 1-10, common 11-100, frequent > 100.
+The ground truth is ``--gt`` (a registered dataset name or a json path), else the
+first of DATASETS.TEST in RUN_DIR/config.yaml. Writes weight_norms.png,
+ap_per_category.png, analysis.json and a self-contained report.html into DIR
+(default RUN_DIR/analysis).
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from lda_cls.analysis.figures import plot_per_class_metric, plot_weight_norms
+from lda_cls.analysis.metrics import LVIS_SPLITS, SPLITS, class_splits, split_means, weight_norms
+from lda_cls.analysis.report import Section, Table, write_report
+
+logger = logging.getLogger("lda_det.analyze")
+
+LDA_ROLES = {"h": "balanced_score.weight", "h'": "unbalanced_score.weight"}
+BASELINE_KEY = "cls_score.weight"
+RESULTS_FILE = os.path.join("inference", "lvis_instances_results.json")
+LVIS_FREQUENCY = {"f": "many", "c": "medium", "r": "few"}
+
+
+def load_state_dict(path: str) -> Dict[str, np.ndarray]:
+    """The model weights of a detectron2 checkpoint (.pth, or a model-zoo .pkl) as numpy arrays."""
+    import pickle
+
+    import torch
+    from detectron2.utils.file_io import PathManager
+
+    if not PathManager.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    with PathManager.open(path, "rb") as handle:
+        if path.endswith(".pkl"):  # Detectron / model-zoo pickles, read as DetectionCheckpointer does
+            loaded = pickle.load(handle, encoding="latin1")
+            loaded = loaded.get("blobs", loaded)
+        else:
+            loaded = torch.load(handle, map_location="cpu", weights_only=False)
+    state = loaded.get("model", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict or a dict with key 'model'")
+    return {key: np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+            for key, value in state.items() if hasattr(value, "shape")}
+
+
+def _last_match(state: Dict[str, np.ndarray], suffix: str) -> Optional[str]:
+    # A cascade has one box predictor per stage (box_predictor.0, .1, ...): take the last stage.
+    # Whole key components only: "balanced_score.weight" must not match "unbalanced_score.weight".
+    keys = sorted(key for key in state if "box_predictor" in key and key.endswith("." + suffix))
+    return keys[-1] if keys else None
+
+
+def classifier_weights(state: Dict[str, np.ndarray], num_classes: int, source: str) -> Dict[str, np.ndarray]:
+    """{"h": (C, D), "h'": (C, D)} of an LDA head, or {"h": (C, D)} of a plain (C+1)-way cls_score."""
+    found = {}
+    for role, suffix in LDA_ROLES.items():
+        key = _last_match(state, suffix)
+        if key is not None:
+            found[role] = state[key]
+    if not found:
+        key = _last_match(state, BASELINE_KEY)
+        if key is None:
+            raise ValueError(f"{source}: no box predictor classifier found (looked for keys ending in "
+                             f"{', '.join(list(LDA_ROLES.values()) + [BASELINE_KEY])})")
+        if state[key].shape[0] != num_classes + 1:
+            raise ValueError(f"{source}: {key} has {state[key].shape[0]} rows, expected {num_classes + 1} "
+                             f"({num_classes} categories of the ground truth + background)")
+        found["h"] = state[key][:num_classes]  # detectron2 puts the background last
+    for role, weight in found.items():
+        if weight.shape[0] != num_classes:
+            raise ValueError(f"{source}: classifier {role} has {weight.shape[0]} rows, the ground truth has "
+                             f"{num_classes} categories")
+    return found
+
+
+def load_categories(gt_json: str):
+    """(sorted category ids, names, training image counts) from an LVIS-format json."""
+    with open(gt_json, encoding="utf-8") as handle:
+        categories = sorted(json.load(handle)["categories"], key=lambda c: c["id"])
+    missing = [c["id"] for c in categories if "image_count" not in c]
+    if missing:
+        raise ValueError(f"{gt_json}: categories {missing[:5]} have no 'image_count' (training images); "
+                         f"an LVIS v1 annotation file has it for every category")
+    counts = np.asarray([c["image_count"] for c in categories], dtype=np.int64)
+    splits = class_splits(counts, LVIS_SPLITS)
+    for category, split in zip(categories, splits):
+        if "frequency" in category and LVIS_FREQUENCY.get(category["frequency"]) != split:
+            logger.warning(f"{gt_json}: category {category['id']} has frequency {category['frequency']!r} "
+                           f"but image_count {category['image_count']}")
+    return ([c["id"] for c in categories], [c.get("name", str(c["id"])) for c in categories], counts)
+
+
+def ap_per_category(gt_json: str, results, iou_type: str = "bbox", max_dets: int = 300) -> Dict[int, float]:
+    """AP (IoU 0.50:0.95, all areas) of every category, from LVISEval's precision array.
+
+    ``results`` is a list of detections or the path of LVISEvaluator's json. A
+    category that is absent from the evaluated images gets NaN. The mean over a
+    frequency group's categories is LVIS's APr / APc / APf.
+    """
+    from lvis import LVIS, LVISEval, LVISResults
+
+    from lda_det import restore_numpy_aliases
+
+    restore_numpy_aliases()  # lvis 0.5.3 uses np.float
+    if isinstance(results, str):
+        if not os.path.isfile(results):
+            raise FileNotFoundError(f"detections not found: {results} (run train_net.py --eval-only first)")
+        with open(results, encoding="utf-8") as handle:
+            results = json.load(handle)
+    gt = LVIS(gt_json)
+    evaluation = LVISEval(gt, LVISResults(gt, results, max_dets=max_dets), iou_type)
+    evaluation.run()
+    precision = evaluation.eval["precision"]  # (IoU thresholds, recall thresholds, categories, areas)
+    per_category = {}
+    for index, category_id in enumerate(evaluation.params.cat_ids):
+        values = precision[:, :, index, 0]  # area range 0 = all
+        values = values[values > -1]
+        per_category[category_id] = float(values.mean()) if values.size else float("nan")
+    return per_category
+
+
+def find_weights(run_dir: str) -> str:
+    pointer = os.path.join(run_dir, "last_checkpoint")
+    if os.path.isfile(pointer):
+        with open(pointer) as handle:
+            name = handle.read().strip()
+        if os.path.isfile(os.path.join(run_dir, name)):
+            return os.path.join(run_dir, name)
+    final = os.path.join(run_dir, "model_final.pth")
+    if os.path.isfile(final):
+        return final
+    raise FileNotFoundError(f"no checkpoint in {run_dir}: neither last_checkpoint nor model_final.pth")
+
+
+def gt_json_of(gt: Optional[str], run_dir: str) -> str:
+    """A json path: ``gt`` itself, the json of the registered dataset ``gt``, or of the run's DATASETS.TEST[0]."""
+    if gt and os.path.isfile(gt):
+        return gt
+    if not gt:
+        config = os.path.join(run_dir, "config.yaml")
+        if not os.path.isfile(config):
+            raise FileNotFoundError(f"pass --gt: {config} is missing")
+        from detectron2.config import get_cfg
+
+        from lda_det import add_lda_config
+
+        cfg = get_cfg()
+        add_lda_config(cfg)
+        cfg.set_new_allowed(True)  # tolerate keys of other projects in the run's config
+        cfg.merge_from_file(config)
+        if not cfg.DATASETS.TEST:
+            raise ValueError(f"{config}: DATASETS.TEST is empty; pass --gt")
+        gt = cfg.DATASETS.TEST[0]
+    from detectron2.data import MetadataCatalog
+
+    from lda_det.data import ensure_available
+
+    ensure_available(gt)  # generates the synthetic demo, or names the missing file
+    return MetadataCatalog.get(gt).json_file
+
+
+def analyze(runs: Sequence[dict], gt_json: str, out_dir: str, iou_type: str = "bbox") -> dict:
+    """runs: [{"name", "weights" (path or None), "results" (path or None)}]; the first is the main run."""
+    os.makedirs(out_dir, exist_ok=True)
+    category_ids, names, counts = load_categories(gt_json)
+    norms, aps = {}, {}
+    for index, run in enumerate(runs):
+        if run.get("weights"):
+            state = load_state_dict(run["weights"])
+            classifiers = classifier_weights(state, len(category_ids), run["weights"])
+            if "h'" in classifiers:
+                labels = {"h": f"{run['name']}: h (balanced)", "h'": f"{run['name']}: h' (unbalanced)"}
+            else:
+                labels = {"h": f"{run['name']}: (C+1)-way classifier"}
+            for role in (["h", "h'"] if index == 0 else ["h"]):  # h' of the main run only, as Fig. 4a
+                if role in classifiers:
+                    norms[labels[role]] = weight_norms(classifiers[role])
+        if run.get("results"):
+            per_category = ap_per_category(gt_json, run["results"], iou_type)
+            aps[run["name"]] = 100 * np.asarray([per_category.get(c, np.nan) for c in category_ids])
+    sections = []
+    numbers = {"gt": gt_json, "iou_type": iou_type, "runs": [r["name"] for r in runs]}
+    if norms:
+        path = os.path.join(out_dir, "weight_norms.png")
+        table = plot_weight_norms(norms, counts, names, path, LVIS_SPLITS)
+        sections.append(Section("Classifier weight norms per category (paper Fig. 4a)", path,
+                                "L2 norm of each category's classifier weight vector, categories sorted by "
+                                "training images; shading: LVIS rare / common / frequent.", table))
+        numbers["weight_norms"] = {k: v.tolist() for k, v in norms.items()}
+    means = {}
+    if aps:
+        means = {name: split_means(values, counts, LVIS_SPLITS) for name, values in aps.items()}
+        path = os.path.join(out_dir, "ap_per_category.png")
+        table = plot_per_class_metric(aps, means, counts, names, path,
+                                      ylabel=f"{iou_type} AP of the category (%, IoU 0.50:0.95)",
+                                      title="AP per category vs training images (dashed: APf / APc / APr)",
+                                      column="AP %", rule=LVIS_SPLITS)
+        sections.append(Section("AP per category against training frequency", path,
+                                "LVISEval AP of each category (NaN: absent from the evaluated images) against "
+                                "its training images; dashed segments are the rare / common / frequent means, "
+                                "i.e. LVIS's APr / APc / APf.", table))
+        numbers["ap"] = {k: [None if np.isnan(x) else float(x) for x in v] for k, v in aps.items()}
+        numbers["ap_means"] = means
+    if not sections:
+        raise ValueError("nothing to draw: no run has weights or detections")
+    summary = Table(["run", "AP %", "APf %", "APc %", "APr %"],
+                    [[name, m["all"], m["many"], m["medium"], m["few"]] for name, m in means.items()])
+    report = write_report(os.path.join(out_dir, "report.html"), "LDA detection analysis: " +
+                          ", ".join(r["name"] for r in runs), sections, summary,
+                          [f"Ground truth: {gt_json} ({len(category_ids)} categories; "
+                           + ", ".join(f"{LVIS_SPLITS.label(s)}: {int((class_splits(counts, LVIS_SPLITS) == s).sum())}"
+                                       for s in SPLITS) + ")."])
+    with open(os.path.join(out_dir, "analysis.json"), "w", encoding="utf-8") as handle:
+        json.dump(numbers, handle, indent=1, default=lambda x: None)
+    return {"report": report, "figures": [s.image_path for s in sections], "summary": summary}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("run_dir", help="train_net.py output directory of the LDA run")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="RUN_DIR", help="baseline runs to overlay")
+    parser.add_argument("--out", help="output directory (default RUN_DIR/analysis)")
+    parser.add_argument("--gt", help="registered dataset name or LVIS json (default: DATASETS.TEST[0] of the run)")
+    parser.add_argument("--weights", help="checkpoint of RUN_DIR (default: last_checkpoint / model_final.pth)")
+    parser.add_argument("--results", help=f"detections of RUN_DIR (default RUN_DIR/{RESULTS_FILE})")
+    parser.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox")
+    return parser
+
+
+def _run_entry(run_dir: str, weights: Optional[str], results: Optional[str]) -> dict:
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    default_results = os.path.join(run_dir, RESULTS_FILE)
+    results = results or (default_results if os.path.isfile(default_results) else None)
+    try:
+        weights = weights or find_weights(run_dir)
+    except FileNotFoundError as error:
+        if results is None:
+            raise
+        logger.warning(f"{error}; drawing AP only")
+        weights = None
+    if results is None:
+        logger.warning(f"{run_dir}: no {RESULTS_FILE}; drawing weight norms only")
+    return {"name": os.path.basename(os.path.normpath(run_dir)), "weights": weights, "results": results}
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    runs = [_run_entry(args.run_dir, args.weights, args.results)]
+    runs += [_run_entry(run_dir, None, None) for run_dir in args.compare]
+    out = analyze(runs, gt_json_of(args.gt, args.run_dir), args.out or os.path.join(args.run_dir, "analysis"),
+                  args.iou_type)
+    for row in out["summary"].rows:
+        print(row)
+    print(f"report: {os.path.abspath(out['report'])}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Train / evaluate Mask R-CNN with the LDA ROI head on LVIS (or the synthetic demo).
+
+    python projects/LDA/train_net.py --config-file configs/LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml --num-gpus 8
+    python projects/LDA/train_net.py --config-file configs/LVIS-LDA/synthetic_lt_demo.yaml
+    python projects/LDA/train_net.py --config-file ... --eval-only MODEL.WEIGHTS path/to/model_final.pth
+"""
+import os
+import weakref
+
+import detectron2.utils.comm as comm
+from detectron2.config import get_cfg
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.evaluation import LVISEvaluator, verify_results
+
+from lda_det import add_lda_config, restore_numpy_aliases
+from lda_det.checkpoint import AtomicDetectionCheckpointer
+from lda_det.data import ensure_available
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with LVIS evaluation and atomic checkpoints. The data loader is
+    detectron2's: DatasetMapper (with masks) and DATALOADER.SAMPLER_TRAIN's sampler
+    (RepeatFactorTrainingSampler in our configs)."""
+
+    def build_hooks(self):
+        # Swap in the atomic checkpointer before the hooks (PeriodicCheckpointer) capture it.
+        self.checkpointer = AtomicDetectionCheckpointer(self._trainer.model, self.cfg.OUTPUT_DIR,
+                                                        trainer=weakref.proxy(self))
+        return super().build_hooks()
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        restore_numpy_aliases()  # lvis==0.5.3's LVISEval uses np.float
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
+        return LVISEvaluator(dataset_name, cfg, distributed=True, output_dir=output_folder,
+                             max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_lda_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    # Fail here, naming the missing file, rather than deep inside a data loader.
+    for name in cfg.DATASETS.TEST + (() if args.eval_only else cfg.DATASETS.TRAIN):
+        ensure_available(name)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))

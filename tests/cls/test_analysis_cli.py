@@ -1,0 +1,81 @@
+"""python -m lda_cls.analyze on real (tiny) runs of python -m lda_cls.train on digits_lt."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from lda_cls import analyze, train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One-epoch LDA and CE runs on the bundled digits_lt (no download, about a minute on 2 CPU cores)."""
+    root = tmp_path_factory.mktemp("runs")
+    dirs = {}
+    for method in ("lda", "ce"):
+        dirs[method] = str(root / f"digits_{method}")
+        train.main(["--method", method, "--output-dir", dirs[method], "SOLVER.EPOCHS", "1", "LOG_PERIOD", "2"])
+    return dirs
+
+
+def test_analyze_cli_reproduces_the_runs_accuracies_and_writes_the_report(runs, tmp_path, caplog):
+    out = str(tmp_path / "analysis")
+    result = analyze.main([runs["lda"], "--compare", runs["ce"], "--out", out, "--per-class", "20"])
+    assert sorted(os.listdir(out)) == sorted(
+        ["alpha_delta_acc.png", "analysis.json", "classifier_tsne.png", "features", "intra_inter_distance.png",
+         "per_class_accuracy.png", "report.html", "tail_to_head_confusion.png", "train_test_discrepancy.png",
+         "weight_norms.png"])
+    page = open(result["report"], encoding="utf-8").read()
+    assert page.count("data:image/png;base64,") == 7 and "://" not in page  # base64 has no ":"
+    assert all(link.startswith("data:") for link in re.findall(r'(?:src|href)="([^"]*)"', page))
+
+    numbers = json.load(open(os.path.join(out, "analysis.json")))
+    summary = {row["run"]: row for row in numbers["summary"]}
+    for method in ("lda", "ce"):
+        reported = json.load(open(os.path.join(runs[method], "results.json")))["balanced"]
+        row = summary[f"digits_{method}"]
+        # results.json evaluates model_best.pth on the same balanced test set: the numbers must agree.
+        assert row["top-1 %"] == pytest.approx(reported["top1"])
+        for split in ("many", "medium", "few"):
+            assert row[f"{split} %"] == pytest.approx(reported[split])
+        assert row["method"] == method
+    norms = numbers["quantities"]["weight_norms"]
+    assert set(norms) == {"digits_lda: h (balanced)", "digits_lda: h' (unbalanced)", "digits_ce: CE classifier"}
+    # digits_lt ResNet-8: 64-dimensional pooled features, 10 classes.
+    assert len(norms["digits_ce: CE classifier"]) == 10
+    curve_runs = {row["run"] for row in numbers["figures"]["alpha_delta_acc.png"]}
+    assert curve_runs == {"digits_lda"}
+
+    # A second call reuses the cached forward passes and gives the same numbers.
+    caplog.set_level("INFO")
+    again = analyze.main([runs["lda"], "--compare", runs["ce"], "--out", out, "--per-class", "20", "--no-tsne"])
+    assert "reusing the forward passes" in caplog.text
+    assert [row[:6] for row in again["summary"].rows] == [row[:6] for row in result["summary"].rows]
+
+
+def test_projection_features_have_the_projection_dimension(runs, tmp_path):
+    from lda_cls.analysis.collect import collect_run
+
+    run = collect_run(runs["lda"], feature="projection", train_per_class=5)
+    assert run.test_features.shape == (500, 128)  # 50 test digits per class, MODEL.PROJECTION.DIM
+    assert np.bincount(run.train_targets).max() <= 5
+    with pytest.raises(ValueError, match="no 'projection' output"):
+        collect_run(runs["ce"], feature="projection", train_per_class=5)
+
+
+def test_bad_run_directories_get_clear_errors(runs, tmp_path):
+    from lda_cls.analysis.collect import collect_run
+
+    with pytest.raises(FileNotFoundError, match="not an lda_cls run directory: .*config.yaml is missing"):
+        collect_run(str(tmp_path))
+    empty = tmp_path / "no_checkpoint"
+    empty.mkdir()
+    (empty / "config.yaml").write_text(open(os.path.join(runs["ce"], "config.yaml")).read())
+    with pytest.raises(FileNotFoundError, match="no checkpoint in .*model_best.pth"):
+        collect_run(str(empty))
+    with pytest.raises(ValueError, match="bad config override"):
+        collect_run(runs["ce"], overrides=["DATASET.NO_SUCH_KEY", "1"])
+    with pytest.raises(SystemExit):
+        analyze.main([runs["ce"], "--compare", runs["ce"]])  # two runs with one name

@@ -1,0 +1,76 @@
+"""The benchmark configs carry the paper's settings, and the config reaches the loss and the schedule."""
+import pytest
+import torch
+
+from lda_cls.criterion import CrossEntropyCriterion, LDACriterion, build_criterion
+from lda_cls.solver import build_optimizer, build_scheduler
+from lda_cls.train import build_parser, setup_cfg
+from lda_core import LDALoss
+
+
+def cfg_for(*argv):
+    return setup_cfg(build_parser().parse_args(list(argv)))
+
+
+def lr_at(cfg, epoch, iters_per_epoch=10):
+    model = torch.nn.Linear(2, 2)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, iters_per_epoch)
+    scheduler.step_update(int(round(epoch * iters_per_epoch)))
+    return optimizer.param_groups[0]["lr"]
+
+
+def test_cifar_lt_schedule_matches_the_official_config():
+    for dataset in ("cifar10_lt", "cifar100_lt"):
+        cfg = cfg_for("--dataset", dataset)
+        assert cfg.MODEL.BACKBONE == "resnet32_cifar" and cfg.SOLVER.EPOCHS == 200
+        assert cfg.SOLVER.BATCH_SIZE == 128 and cfg.SOLVER.WEIGHT_DECAY == 2e-4
+        assert (cfg.LDA.GAMMA, cfg.LDA.BETA, cfg.DATASET.IMBALANCE_RATIO) == (1.0, 0.5, 100.0)
+        assert lr_at(cfg, 0) == 0.0  # linear warm-up from 0 ...
+        assert lr_at(cfg, 2.5) == pytest.approx(0.05)
+        assert lr_at(cfg, 5) == pytest.approx(0.1)  # ... to 0.1 after 5 epochs
+        assert lr_at(cfg, 159.5) == pytest.approx(0.1)  # (timm decays one update early: 1599 -> 1600)
+        assert lr_at(cfg, 160) == pytest.approx(1e-3)  # x0.01 at 160
+        assert lr_at(cfg, 180) == pytest.approx(1e-5)  # and again at 180
+
+
+def test_imagenet_and_places_settings():
+    cfg = cfg_for("--dataset", "imagenet_lt")
+    assert (cfg.MODEL.BACKBONE, cfg.SOLVER.EPOCHS, cfg.SOLVER.BATCH_SIZE) == ("resnext50_32x4d", 90, 256)
+    assert cfg.LDA.GAMMA == 2.0 and cfg.SOLVER.SCHEDULER == "cosine" and cfg.SOLVER.WARMUP_EPOCHS == 5
+    assert lr_at(cfg, 5) == pytest.approx(0.2 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 5 / 90)).item()))
+    assert lr_at(cfg, 89.99) < 1e-5
+    cfg = cfg_for("--dataset", "places_lt")
+    assert (cfg.MODEL.BACKBONE, cfg.MODEL.FREEZE, cfg.LDA.GAMMA, cfg.LDA.BETA) == \
+        ("resnet152", "all_but_last_block", 0.6, 0.5)
+    assert cfg.MODEL.PRETRAINED_FILE and cfg.DATASET.VAL_SPLIT_FILE.endswith("Places_LT_val.txt")
+
+
+def test_lda_keys_reach_the_loss():
+    cfg = cfg_for("LDA.WINDOW", "7", "LDA.GAMMA", "1.5", "LDA.BETA", "0.25", "LDA.MARGIN", "0.5",
+                  "LDA.BALANCED_FACTOR", "3.0", "LDA.WEIGHTED_INTER", "True", "LDA.FIXED_ALPHA", "0.3")
+    criterion = build_criterion(cfg, [30, 20, 10])
+    assert isinstance(criterion, LDACriterion)
+    loss = criterion.lda_loss
+    assert loss.balance.window == 7 and loss.balance.gamma == 1.5 and loss.balance.fixed_alpha == 0.3
+    assert (loss.beta, loss.margin, loss.balanced_factor, loss.weighted_inter) == (0.25, 0.5, 3.0, True)
+    torch.manual_seed(0)
+    outputs = {"unbalanced_logits": torch.randn(6, 3), "logits": torch.randn(6, 3), "projection": torch.randn(6, 4)}
+    targets = torch.tensor([0, 0, 1, 2, 1, 0])
+    direct = LDALoss([30, 20, 10], gamma=1.5, beta=0.25, margin=0.5, window=7, balanced_factor=3.0,
+                     weighted_inter=True, fixed_alpha=0.3)
+    expected = direct(outputs["unbalanced_logits"], outputs["logits"], targets, features=outputs["projection"])
+    assert torch.allclose(criterion(outputs, targets)["loss"], expected["loss"])
+    ce = build_criterion(cfg_for("--method", "ce"), [30, 20, 10])
+    assert isinstance(ce, CrossEntropyCriterion)
+    assert torch.allclose(ce(outputs, targets)["loss"], torch.nn.functional.cross_entropy(outputs["logits"], targets))
+
+
+def test_every_key_has_a_comment():
+    import inspect
+
+    from lda_cls import config
+
+    for line in inspect.getsource(config.add_lda_cls_config).splitlines():
+        if "cfg." in line and "=" in line and "CN()" not in line:
+            assert "#" in line, f"config key without a comment: {line.strip()}"

@@ -1,0 +1,150 @@
+"""End-to-end runs of `python -m lda_cls.train` on digits_lt (in-process, a few seconds each)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lda_cls import get_cfg
+from lda_cls.train import main
+
+REPO = Path(__file__).resolve().parents[2]
+# Two short epochs of the embedded default (31 steps of 16 images each), logged every 4 steps.
+TWO_EPOCHS = ["SOLVER.EPOCHS", "2", "SOLVER.BATCH_SIZE", "16", "SOLVER.WARMUP_EPOCHS", "0", "LOG_PERIOD", "4",
+              "NUM_THREADS", "1"]
+TRAIN_KEYS = {"type", "epoch", "iter", "loss", "loss_unbalanced", "loss_balanced", "loss_intra", "loss_inter",
+              "alpha", "delta_acc", "lr"}
+SPLIT_KEYS = {"top1", "many", "medium", "few"}
+
+
+def read_jsonl(path):
+    with open(path) as handle:
+        return [json.loads(line) for line in handle]
+
+
+@pytest.fixture(scope="module")
+def lda_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("lda_run")
+    results = main(["--output-dir", str(output), *TWO_EPOCHS])
+    return output, results
+
+
+def test_two_epoch_run_learns_and_writes_every_output(lda_run):
+    output, results = lda_run
+    for name in ("log.txt", "metrics.jsonl", "config.yaml", "last_checkpoint.pth", "model_best.pth",
+                 "model_deploy.pth", "results.json"):
+        assert (output / name).is_file(), name
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(output / "tensorboard"))
+    saved = json.loads((output / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    assert saved["dataset"] == "digits_lt" and saved["imbalance_ratio"] == 10.0
+    assert set(saved["balanced"]) == SPLIT_KEYS and set(saved["unbalanced"]) == SPLIT_KEYS
+    assert saved["num_train_images"] == 503 and saved["num_test_images"] == 500
+    # Two epochs lift h well above chance (10%).
+    assert saved["balanced"]["top1"] > 30
+
+    records = read_jsonl(output / "metrics.jsonl")
+    train = [r for r in records if r["type"] == "train"]
+    evals = [r for r in records if r["type"] == "eval"]
+    assert train and all(set(r) == TRAIN_KEYS for r in train)
+    assert [r["iter"] for r in train][:3] == [4, 8, 12]
+    # alpha grows from 0 as h' pulls ahead of h (Eq. 6), so R_s(h') is the clean learning signal.
+    assert train[-1]["loss_unbalanced"] < 0.6 * train[0]["loss_unbalanced"]
+    assert train[-1]["loss"] < train[0]["loss"]
+    assert train[0]["alpha"] < train[-1]["alpha"]
+    assert train[-1]["alpha"] >= 0 and train[-1]["lr"] > 0
+    assert [(r["epoch"], r["split"]) for r in evals] == [(1, "val"), (2, "val"), (saved["best_epoch"], "test")]
+    assert set(evals[0]["balanced"]) == SPLIT_KEYS
+    assert "epoch 2" in (output / "log.txt").read_text()
+
+    resolved = get_cfg()
+    resolved.merge_from_file(str(output / "config.yaml"))
+    assert resolved.SOLVER.EPOCHS == 2 and resolved.OUTPUT_DIR == str(output)
+
+
+def test_eval_only_reproduces_saved_figures(lda_run, tmp_path):
+    output, results = lda_run
+    again = main(["--eval-only", "--weights", str(output / "model_best.pth"), "--output-dir", str(tmp_path / "a")])
+    assert again["balanced"] == results["balanced"] and again["unbalanced"] == results["unbalanced"]
+    assert json.loads((tmp_path / "a" / "eval_results.json").read_text())["balanced"] == results["balanced"]
+    deployed = main(["--eval-only", "--weights", str(output / "model_deploy.pth"), "--output-dir", str(tmp_path / "b")])
+    assert deployed["balanced"] == results["balanced"] and deployed["unbalanced"] is None
+
+
+def test_resume_equals_uninterrupted_training(lda_run, tmp_path):
+    output, results = lda_run
+    interrupted = tmp_path / "interrupted"
+    assert main(["--output-dir", str(interrupted), *TWO_EPOCHS, "SOLVER.STOP_EPOCH", "1"]) is None
+    state = torch.load(interrupted / "last_checkpoint.pth", weights_only=False)
+    assert state["epoch"] == 1 and state["criterion"]["lda_loss.balance.num_updates"] == 31
+    resumed = main(["--output-dir", str(interrupted), "--resume", *TWO_EPOCHS])
+    assert resumed == results
+    straight = torch.load(output / "last_checkpoint.pth", weights_only=False)
+    again = torch.load(interrupted / "last_checkpoint.pth", weights_only=False)
+    for part in ("model", "criterion"):
+        for key, value in straight[part].items():
+            assert torch.equal(value, again[part][key]), f"{part}.{key}"
+    assert straight["optimizer"]["state"].keys() == again["optimizer"]["state"].keys()
+    for key, value in straight["optimizer"]["state"].items():
+        assert torch.equal(value["momentum_buffer"], again["optimizer"]["state"][key]["momentum_buffer"])
+    # The log of the resumed run continues where the first part stopped.
+    iters = [r["iter"] for r in read_jsonl(interrupted / "metrics.jsonl") if r["type"] == "train"]
+    assert iters == sorted(iters) and len(iters) == len(set(iters))
+
+
+def test_ce_baseline_trains_one_classifier(tmp_path):
+    results = main(["--method", "ce", "--output-dir", str(tmp_path), *TWO_EPOCHS])
+    assert results["method"] == "ce" and results["unbalanced"] is None and results["balanced"]["top1"] > 30
+    train = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["type"] == "train"]
+    assert set(train[0]) == {"type", "epoch", "iter", "loss", "lr"}
+    state = torch.load(tmp_path / "model_best.pth", weights_only=False)["model"]
+    assert not any(k.startswith(("head.unbalanced", "head.projection")) for k in state)
+
+
+def test_command_line_errors_name_the_problem(tmp_path, capsys):
+    for argv, message in [
+        (["SOLVER.NO_SUCH_KEY", "1"], "SOLVER.NO_SUCH_KEY"),
+        (["SOLVER.EPOCHS"], "KEY VALUE pairs"),
+        (["SOLVER.EPOCHS", "many"], "SOLVER.EPOCHS"),
+        (["--eval-only"], "--eval-only needs --weights"),
+        (["--config-file", str(tmp_path / "nope.yaml")], "nope.yaml"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["--output-dir", str(tmp_path), *argv])
+        assert message in capsys.readouterr().err, argv
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("SOLVER:\n  LEARNING_RATE: 0.1\n")
+    with pytest.raises(SystemExit):
+        main(["--config-file", str(bad_yaml)])
+    assert "SOLVER.LEARNING_RATE" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="last_checkpoint.pth"):
+        main(["--output-dir", str(tmp_path / "empty"), "--resume", *TWO_EPOCHS])
+
+
+def test_float_keys_accept_integer_literals(tmp_path):
+    from lda_cls.train import build_parser, setup_cfg
+
+    cfg = setup_cfg(build_parser().parse_args(["--dataset", "cifar10_lt", "DATASET.IMBALANCE_RATIO", "50"]))
+    assert cfg.DATASET.IMBALANCE_RATIO == 50.0 and cfg.SOLVER.MILESTONES == [160, 180]
+    assert cfg.OUTPUT_DIR == os.path.join("output", "cifar10_lt_lda")
+
+
+def test_two_process_gloo_ddp_run(tmp_path):
+    """torchrun with 2 CPU processes: global batch 16 = 2 x 8, exact sharded evaluation."""
+    output = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "lda_cls.train", "--output-dir", str(output), *TWO_EPOCHS]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((output / "results.json").read_text())
+    assert results["balanced"]["top1"] > 30
+    # 503 images, 251 per rank, 8 per rank and step -> 31 steps per epoch, as with one process of 16.
+    train = [r for r in read_jsonl(output / "metrics.jsonl") if r["type"] == "train"]
+    assert train[-1]["iter"] == 62 and train[-1]["loss_unbalanced"] < 0.6 * train[0]["loss_unbalanced"]
+    # Rank 0 alone writes; the sharded evaluation reproduces single-process evaluation of the same weights.
+    single = main(["--eval-only", "--weights", str(output / "model_best.pth"), "--output-dir", str(tmp_path / "e")])
+    assert single["balanced"] == results["balanced"]

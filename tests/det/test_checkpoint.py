@@ -1,0 +1,140 @@
+"""Checkpoints: our own round trip through train_net.py, and plain Mask R-CNN -> LDA head."""
+import logging
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.modeling import build_model
+
+from lda_det import model_zoo
+
+from .conftest import DEMO_CONFIG, load_train_net, tiny_cfg, tiny_opts
+
+
+def val_inputs(num_images=2):
+    dicts = DatasetCatalog.get("synthetic_lt_val")[:num_images]
+    return [{"image": torch.as_tensor(utils.read_image(d["file_name"], "BGR").transpose(2, 0, 1).copy()),
+             "height": d["height"], "width": d["width"]} for d in dicts]
+
+
+def predict(model, inputs):
+    model.eval()
+    with torch.no_grad():
+        return [out["instances"].to("cpu") for out in model(inputs)]
+
+
+def assert_same_predictions(a, b):
+    for x, y in zip(a, b):
+        assert len(x) == len(y) > 0
+        torch.testing.assert_close(x.pred_boxes.tensor, y.pred_boxes.tensor, rtol=0, atol=0)
+        torch.testing.assert_close(x.scores, y.scores, rtol=0, atol=0)
+        assert torch.equal(x.pred_classes, y.pred_classes) and torch.equal(x.pred_masks, y.pred_masks)
+
+
+def test_round_trip_through_train_net(synthetic_root, tmp_path):
+    train_net = load_train_net()
+    parser = train_net.default_argument_parser()
+    args = parser.parse_args(["--config-file", model_zoo.get_config_file(DEMO_CONFIG)] + tiny_opts(tmp_path))
+    cfg = train_net.setup(args)
+    trainer = train_net.Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    trained_results = trainer._last_eval_results  # DefaultTrainer's record of the final evaluation
+    assert set(trained_results) == {"bbox", "segm"}
+    assert {"AP", "APr", "APc", "APf"} <= set(trained_results["bbox"])
+    inputs = val_inputs()
+    trained = predict(trainer.model, inputs)
+    window = trainer.model.roi_heads.box_predictor.lda_loss.balance
+    assert int(window.num_updates) > 0
+    assert sorted(os.listdir(tmp_path)) == sorted(set(os.listdir(tmp_path)) - {f for f in os.listdir(tmp_path) if ".tmp" in f})
+    weights = os.path.join(tmp_path, "model_final.pth")
+    assert os.path.isfile(weights)
+
+    # --eval-only, as from the command line: the same metrics.
+    eval_args = parser.parse_args(["--config-file", model_zoo.get_config_file(DEMO_CONFIG), "--eval-only"]
+                                  + tiny_opts(tmp_path / "eval") + ["MODEL.WEIGHTS", weights])
+    assert train_net.main(eval_args) == trained_results
+    # The loaded model gives identical outputs and carries the alpha window.
+    loaded = build_model(tiny_cfg())
+    DetectionCheckpointer(loaded).load(weights)
+    assert_same_predictions(trained, predict(loaded, inputs))
+    loaded_window = loaded.roi_heads.box_predictor.lda_loss.balance
+    assert torch.equal(loaded_window.accuracies, window.accuracies)
+    assert torch.equal(loaded_window.num_updates, window.num_updates)
+
+    # --resume continues from the last checkpoint's iteration.
+    resume_cfg = tiny_cfg(tmp_path, opts=["SOLVER.MAX_ITER", 5])
+    resumed = train_net.Trainer(resume_cfg)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == cfg.SOLVER.MAX_ITER
+
+
+def _plain_and_lda_models():
+    torch.manual_seed(0)
+    plain = build_model(tiny_cfg(head="StandardROIHeads"))
+    torch.manual_seed(1)
+    lda = build_model(tiny_cfg())
+    # A trained classifier has distinct biases; make them so.
+    with torch.no_grad():
+        plain.roi_heads.box_predictor.cls_score.bias.normal_(0, 1)
+        plain.roi_heads.box_predictor.cls_score.weight.normal_(0, 0.1)
+    return plain, lda
+
+
+@pytest.mark.parametrize("file_format", ["pth", "model_zoo_pkl"])
+def test_plain_mask_rcnn_checkpoint_initialises_the_lda_head(synthetic_root, tmp_path, caplog, file_format):
+    plain, lda = _plain_and_lda_models()
+    state = plain.state_dict()
+    if file_format == "pth":
+        path = str(tmp_path / "plain.pth")
+        torch.save({"model": state}, path)
+    else:  # detectron2 model zoo's format: numpy arrays in a pickle with an __author__
+        path = str(tmp_path / "plain.pkl")
+        with open(path, "wb") as f:
+            pickle.dump({"model": {k: v.numpy() for k, v in state.items()}, "__author__": "Detectron2 Model Zoo"}, f)
+    with caplog.at_level(logging.INFO):
+        DetectionCheckpointer(lda).load(path)
+    assert "Converted a (C+1)-way classifier" in caplog.text
+
+    C = lda.roi_heads.num_classes
+    old_w, old_b = state["roi_heads.box_predictor.cls_score.weight"], state["roi_heads.box_predictor.cls_score.bias"]
+    head = lda.roi_heads.box_predictor
+    for layer in (head.unbalanced_score, head.balanced_score):
+        assert torch.equal(layer.weight, old_w[:C]) and torch.equal(layer.bias, old_b[:C])
+    assert torch.equal(head.fg_bg_score.weight[1], old_w[C]) and head.fg_bg_score.bias[1] == old_b[C]
+    # Everything else is copied as is.
+    new_state = lda.state_dict()
+    for key, value in state.items():
+        if "cls_score" not in key:
+            assert torch.equal(new_state[key], value), key
+
+    # p(c | fg) is exactly the plain model's; p(fg) is exact at x = 0 and close nearby.
+    x = torch.randn(6, head.bbox_pred.in_features) * 0.1
+    plain_probs = F.softmax(x @ old_w.t() + old_b, dim=1)
+    with torch.no_grad():
+        head.eval()
+        lda_probs = torch.cat(head.predict_probs(head(x), [range(6)]))
+        zero_probs = torch.cat(head.predict_probs(head(torch.zeros(1, x.shape[1])), [range(1)]))
+    plain_zero = F.softmax(old_b, dim=0)
+    torch.testing.assert_close(zero_probs[0], plain_zero, rtol=1e-5, atol=1e-6)
+    plain_cond = plain_probs[:, :C] / plain_probs[:, :C].sum(1, keepdim=True)
+    lda_cond = lda_probs[:, :C] / lda_probs[:, :C].sum(1, keepdim=True)
+    torch.testing.assert_close(lda_cond, plain_cond, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lda_probs[:, C].numpy(), plain_probs[:, C].numpy(), atol=0.02)
+
+
+def test_wrong_class_count_in_plain_checkpoint_is_a_clear_error(synthetic_root, tmp_path):
+    plain, lda = _plain_and_lda_models()
+    state = plain.state_dict()
+    state["roi_heads.box_predictor.cls_score.weight"] = state["roi_heads.box_predictor.cls_score.weight"][:5]
+    state["roi_heads.box_predictor.cls_score.bias"] = state["roi_heads.box_predictor.cls_score.bias"][:5]
+    path = str(tmp_path / "bad.pth")
+    torch.save({"model": state}, path)
+    with pytest.raises(ValueError, match="cls_score.weight has 5 rows"):
+        DetectionCheckpointer(lda).load(path)
