@@ -7,6 +7,10 @@ step back to back (alternating which goes first), so machine load hits both alik
 A step is exactly the trainer's: batch preprocess (pad-crop, flip, normalise),
 forward under autocast (CUDA), criterion, backward, SGD step; CUDA is synchronised
 only around the timed region. Reports medians, the LDA/CE ratio and images/s.
+
+On a busy shared CPU the whole-step ratio is noisy, so the script also times the part
+that differs (head + loss, forward and backward, on fixed pooled features, many
+repetitions) and reports its extra cost relative to the median CE step.
 """
 import argparse
 import copy
@@ -15,7 +19,7 @@ import time
 
 import torch
 
-from lda_cls import BatchPreprocess, build_model, get_cfg
+from lda_cls import BatchPreprocess, LDAHead, build_model, get_cfg
 from lda_cls.criterion import build_criterion
 
 
@@ -59,7 +63,7 @@ def main():
     counts = [max(1, int(5000 * 0.01 ** (i / max(args.classes - 1, 1)))) for i in range(args.classes)]
     preprocess = BatchPreprocess(cfg.INPUT.MEAN, cfg.INPUT.STD, pad_crop=4, flip=True).to(device)
 
-    steps = {}
+    steps, steps_models = {}, {}
     reference = None
     for method in ("ce", "lda"):
         cfg.METHOD = method
@@ -71,6 +75,7 @@ def main():
             model = model.to(memory_format=torch.channels_last)
         model.train()
         criterion = build_criterion(cfg, counts).to(device).train()
+        steps_models[method] = model
         steps[method] = make_step(cfg, model, criterion, preprocess, device, autocast_dtype)
 
     images = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8)
@@ -96,6 +101,33 @@ def main():
         for method in order:
             times[method].append(timed(method))
     ce, lda = statistics.median(times["ce"]), statistics.median(times["lda"])
+
+    # The part LDA changes: head (h, h', p) + loss, forward and backward, on fixed pooled features.
+    num_features = steps_models["ce"].backbone.num_features
+    features = torch.randn(args.batch, num_features, device=device, requires_grad=True)
+    head_times = {}
+    for method in ("ce", "lda"):
+        cfg.METHOD = method
+        head = LDAHead(features.shape[1], args.classes, method=method).to(device)
+        criterion = build_criterion(cfg, counts).to(device).train()
+        labels = targets.to(device)
+
+        def head_step():
+            criterion(head(features), labels)["loss"].backward()
+
+        for _ in range(5):
+            head_step()
+        samples = []
+        for _ in range(5):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(20):
+                head_step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            samples.append((time.perf_counter() - start) / 20)
+        head_times[method] = statistics.median(samples)
     ratios = [l / c for l, c in zip(times["lda"], times["ce"])]
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {where}; backbone {args.backbone}, batch {args.batch}, {args.size}x{args.size}, "
@@ -106,6 +138,10 @@ def main():
     print(f"| LDA | {1000 * lda:.1f} | {args.batch / lda:.0f} |")
     print(f"LDA / CE step time: {lda / ce:.3f} (ratio of medians); median per-round ratio "
           f"{statistics.median(ratios):.3f}; overhead {100 * (lda / ce - 1):+.1f}%")
+    extra = head_times["lda"] - head_times["ce"]
+    print(f"head + loss, forward + backward: CE {1000 * head_times['ce']:.2f} ms, "
+          f"LDA {1000 * head_times['lda']:.2f} ms; "
+          f"LDA's extra {1000 * extra:.2f} ms = {100 * extra / ce:.2f}% of the median CE step")
 
 
 if __name__ == "__main__":

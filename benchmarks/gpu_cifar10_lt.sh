@@ -27,7 +27,6 @@ done
 
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # Decode the JPEGs once into the uint8 cache, so the two runs below do not both decode them.
-"$PY" -m lda_cls.stats --dataset cifar10_lt --data-root "$DATA_ROOT" >/dev/null
 "$PY" - "$DATA_ROOT" "$OUT/cache" <<'PYEOF'
 import sys
 from lda_cls import build_datasets

@@ -21,7 +21,8 @@ from .analysis.pipeline import analyze_runs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Analysis figures and report of lda_cls runs",
+    parser = argparse.ArgumentParser(prog="python -m lda_cls.analyze",
+                                     description="Analysis figures and report of lda_cls runs",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("run_dir", help="output directory of python -m lda_cls.train")
     parser.add_argument("--compare", nargs="+", default=[], metavar="OTHER_RUN_DIR",

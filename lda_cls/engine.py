@@ -251,8 +251,9 @@ class Trainer:
                             writer.add_scalar(f"train/{key}", value, global_step)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.4f}")
                     sums, window_steps = None, 0
-            self.logger.info(f"epoch {epoch + 1}: {time.perf_counter() - epoch_start:.1f}s, "
-                             f"{iters_per_epoch * cfg.SOLVER.BATCH_SIZE / (time.perf_counter() - epoch_start):.0f} img/s")
+            seconds = time.perf_counter() - epoch_start
+            self.logger.info(f"epoch {epoch + 1}: {seconds:.1f}s, "
+                             f"{iters_per_epoch * cfg.SOLVER.BATCH_SIZE / seconds:.0f} img/s")
 
             finished = epoch + 1 == cfg.SOLVER.EPOCHS
             if (epoch + 1) % cfg.TEST.EVAL_PERIOD == 0 or finished:

@@ -61,8 +61,12 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 def atomic_save(obj: Any, path: str) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
     tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def setup_logger(output_dir: str, name: str = "lda_cls") -> logging.Logger:

@@ -167,7 +167,9 @@ def plot_per_class_metric(values: Mapping[str, np.ndarray], split_means: Mapping
                             zorder=4)
     axes.set_xlabel(f"{rule.unit} of the class (log scale)")
     axes.set_ylabel(ylabel)
-    axes.set_ylim(-2, 102)
+    lowest = np.nanmin([np.nanmin(np.asarray(v, dtype=np.float64)) for v in values.values()])
+    # Zoom in when every class scores high, so differences of a few points stay visible.
+    axes.set_ylim(max(-2.0, 10 * np.floor((lowest - 5) / 10)) if np.isfinite(lowest) else -2.0, 102)
     axes.set_title(title)
     axes.legend(handles=axes.get_legend_handles_labels()[0] + handles, fontsize=8, loc="best")
     axes.grid(alpha=0.3, zorder=1)
@@ -271,8 +273,12 @@ def plot_discrepancy(results: Mapping[str, Mapping[str, object]], class_counts, 
                   + [", ".join(f"{b:.3g}" for b in results[name]["bandwidths"])] for name in names])
 
 
-def plot_training_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: str) -> Table:
-    """alpha (Eq. 6) and delta acc over training, one line per run that logged them (Fig. 6b)."""
+def plot_training_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: str, x_key: str = "epoch") -> Table:
+    """alpha (Eq. 6) and delta acc over training, one line per run that logged them (Fig. 6b).
+
+    Each curve holds "alpha", "delta_acc" and the x values under ``x_key`` ("epoch"
+    for lda_cls, "iteration" for detectron2 runs).
+    """
     names = [name for name, curve in curves.items() if np.isfinite(curve["delta_acc"]).any()]
     colours = _series_colours(names)
     figure = Figure(figsize=(9, 5.5))
@@ -280,9 +286,9 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: s
     bottom = figure.add_subplot(2, 1, 2, sharex=top)
     for name in names:
         curve = curves[name]
-        marker = "o" if len(curve["epoch"]) <= 60 else None  # sparse logs: show where the points are
-        top.plot(curve["epoch"], curve["alpha"], lw=1.2, color=colours[name], label=name, marker=marker, ms=3)
-        bottom.plot(curve["epoch"], curve["delta_acc"], lw=1.2, color=colours[name], label=name, marker=marker,
+        marker = "o" if len(curve[x_key]) <= 60 else None  # sparse logs: show where the points are
+        top.plot(curve[x_key], curve["alpha"], lw=1.2, color=colours[name], label=name, marker=marker, ms=3)
+        bottom.plot(curve[x_key], curve["delta_acc"], lw=1.2, color=colours[name], label=name, marker=marker,
                     ms=3)
     if names and np.nanmax([np.nanmax(curves[n]["alpha"]) for n in names]) > 100:
         top.set_yscale("symlog", linthresh=1.0)  # official alpha = (percent gap)^gamma spans decades
@@ -290,7 +296,7 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: s
     top.set_title("Balance factor and accuracy gap of h' and h over training")
     bottom.axhline(0, color="k", lw=0.8)
     bottom.set_ylabel("delta acc = acc(h') - acc(h)\n(percentage points)")
-    bottom.set_xlabel("epoch")
+    bottom.set_xlabel(x_key)
     for axes in (top, bottom):
         axes.grid(alpha=0.3)
         if names:
@@ -299,12 +305,12 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: s
         top.text(0.5, 0.5, "no run logged alpha / delta_acc (CE runs have none)", ha="center",
                  transform=top.transAxes)
     _save(figure, path)
-    table = Table(["run", "epoch", "alpha", "delta acc (pp)"])
+    table = Table(["run", x_key, "alpha", "delta acc (pp)"])
     for name in names:  # at most ~50 rows per run: the table summarises, the PNG has every step
         curve = curves[name]
-        step = max(1, len(curve["epoch"]) // 50)
-        for i in list(range(0, len(curve["epoch"]), step)):
-            table.rows.append([name, float(curve["epoch"][i]), float(curve["alpha"][i]),
+        step = max(1, len(curve[x_key]) // 50)
+        for i in range(0, len(curve[x_key]), step):
+            table.rows.append([name, float(curve[x_key][i]), float(curve["alpha"][i]),
                                float(curve["delta_acc"][i])])
     return table
 

@@ -36,28 +36,22 @@ def _number(value) -> float:
 def _epoch_positions(epochs: List[int], steps: Dict[int, List[dict]]) -> Dict[int, np.ndarray]:
     """Fractional epoch of every logged step; epochs count from 1, so epoch e spans (e - 1, e].
 
-    With a global ``iter`` in every record (lda_cls.train logs the global step,
-    and always logs the last step of an epoch) a step sits at
-    e - (last iter of e - iter) / iterations per epoch, the latter being the
-    median gap between the last iters of consecutive epochs (or the last iter
-    of a lone first epoch). Otherwise the k-th of n steps of epoch e sits at
-    e - 1 + k / n, k = 1..n.
+    lda_cls.train logs the global step as ``iter`` and always logs the last step
+    of an epoch, so the last iter of a finished epoch e is e x (iterations per
+    epoch). The iterations per epoch are the median of those ratios over the
+    finished epochs (all but the last, which may still be running) and a step
+    sits at iter / (iterations per epoch). Records without ``iter``: the k-th of
+    the n steps of epoch e sits at e - 1 + k / n, k = 1..n.
     """
     have_iters = all("iter" in r for e in epochs for r in steps[e])
-    ends = [steps[e][-1]["iter"] for e in epochs] if have_iters else []
-    gaps = [(b - a) / (f - e) for (e, a), (f, b) in zip(zip(epochs, ends), zip(epochs[1:], ends[1:])) if b > a]
-    if have_iters and gaps:
-        per_epoch = float(np.median(gaps))
-    elif have_iters and ends and ends[0] > 0:
-        per_epoch = float(ends[0]) / max(epochs[0], 1)
-    else:
-        per_epoch = 0.0
+    finished = epochs[:-1] if len(epochs) > 1 else epochs
+    ratios = [steps[e][-1]["iter"] / e for e in finished if e > 0] if have_iters else []
+    per_epoch = float(np.median(ratios)) if ratios else 0.0
     positions = {}
     for epoch in epochs:
         records = steps[epoch]
         if per_epoch > 0:
-            last = records[-1]["iter"]
-            positions[epoch] = np.asarray([epoch - (last - r["iter"]) / per_epoch for r in records], dtype=np.float64)
+            positions[epoch] = np.asarray([r["iter"] / per_epoch for r in records], dtype=np.float64)
         else:
             positions[epoch] = epoch - 1 + np.arange(1, len(records) + 1, dtype=np.float64) / len(records)
     return positions

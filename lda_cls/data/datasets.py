@@ -277,7 +277,8 @@ def imagefolder_lt(cfg, split: str, load_images: bool = True):
             raise ValueError(f"class folders of {directory} differ from those of the training split")
     num_classes = len(classes)
     if cfg.DATASET.NUM_CLASSES and cfg.DATASET.NUM_CLASSES != num_classes:
-        raise ValueError(f"{directory} has {num_classes} class folders, DATASET.NUM_CLASSES is {cfg.DATASET.NUM_CLASSES}")
+        raise ValueError(f"{directory} has {num_classes} class folders, "
+                         f"DATASET.NUM_CLASSES is {cfg.DATASET.NUM_CLASSES}")
     keep = _subsample([label for _, label in samples], num_classes, cfg, split)
     samples = [samples[i] for i in keep]
     transform = build_file_transform(cfg, train=(split == "train")) if load_images else None

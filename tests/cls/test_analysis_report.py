@@ -51,6 +51,13 @@ def test_training_curve_places_steps_at_fractional_epochs_and_drops_re_logged_st
     assert eval_curve(records, split="test")["epoch"].size == 0
 
 
+def test_training_curve_of_a_running_job_uses_its_finished_epochs():
+    # 96 iterations per epoch; epoch 3 is still running (its last record is not its last step).
+    records = [{"type": "train", "epoch": e, "iter": i, "alpha": 1.0}
+               for e, i in ((1, 48), (1, 96), (2, 144), (2, 192), (3, 200))]
+    np.testing.assert_allclose(training_curve(records)["epoch"], [0.5, 1.0, 1.5, 2.0, 200 / 96])
+
+
 def test_training_curve_without_iterations_spreads_steps_over_each_epoch():
     records = [{"type": "train", "epoch": e, "alpha": 1.0} for e in (1, 1, 1, 1, 2, 2)]
     np.testing.assert_allclose(training_curve(records)["epoch"], [0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
@@ -146,3 +153,23 @@ def test_run_data_cache_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.classifiers["h'"], run.classifiers["h'"])
     np.testing.assert_array_equal(loaded.test_unbalanced_predictions, run.test_unbalanced_predictions)
     assert loaded.records == run.records
+
+
+def test_per_class_figure_with_many_classes_uses_lvis_splits(tmp_path):
+    from lda_cls.analysis.figures import plot_per_class_metric, plot_weight_norms
+    from lda_cls.analysis.metrics import LVIS_SPLITS, split_means
+
+    rng = np.random.default_rng(0)
+    counts = np.concatenate([rng.integers(1, 11, 50), rng.integers(11, 101, 60), rng.integers(101, 5000, 40)])
+    ap = np.where(counts > 100, 30.0, np.where(counts > 10, 20.0, 10.0))
+    ap[0] = np.nan  # a category absent from the evaluation
+    means = {"run": split_means(ap, counts, LVIS_SPLITS)}
+    assert (means["run"]["many"], means["run"]["medium"], means["run"]["few"]) == (30.0, 20.0, 10.0)
+    names = [f"c{i}" for i in range(150)]
+    table = plot_per_class_metric({"run": ap}, means, counts, names, str(tmp_path / "ap.png"), ylabel="AP (%)",
+                                  title="AP", column="AP %", rule=LVIS_SPLITS)
+    assert len(table.rows) == 150 + 4 and table.rows[0][2] == counts.max()
+    assert {row[3] for row in table.rows[:150]} == {"many", "medium", "few"}
+    plot_weight_norms({"run": rng.random(150)}, counts, names, str(tmp_path / "norms.png"), LVIS_SPLITS)
+    for name in ("ap.png", "norms.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,6 +1,7 @@
 """End-to-end runs of `python -m lda_cls.train` on digits_lt (in-process, a few seconds each)."""
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -136,7 +137,10 @@ def test_two_process_gloo_ddp_run(tmp_path):
     """torchrun with 2 CPU processes: global batch 16 = 2 x 8, exact sharded evaluation."""
     output = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    with socket.socket() as probe:  # a free port, so parallel test sessions do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "lda_cls.train", "--output-dir", str(output), *TWO_EPOCHS]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -148,3 +152,14 @@ def test_two_process_gloo_ddp_run(tmp_path):
     # Rank 0 alone writes; the sharded evaluation reproduces single-process evaluation of the same weights.
     single = main(["--eval-only", "--weights", str(output / "model_best.pth"), "--output-dir", str(tmp_path / "e")])
     assert single["balanced"] == results["balanced"]
+
+
+def test_checkpoint_writes_are_atomic(tmp_path):
+    from lda_cls.utils import atomic_save
+
+    path = tmp_path / "last_checkpoint.pth"
+    atomic_save({"epoch": 1}, str(path))
+    with pytest.raises(Exception):
+        atomic_save({"epoch": 2, "bad": lambda: None}, str(path))  # fails while pickling
+    assert torch.load(path)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["last_checkpoint.pth"]

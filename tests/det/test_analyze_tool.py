@@ -85,6 +85,12 @@ def test_tool_draws_norms_and_ap_for_an_lda_run_against_a_baseline(tool, tmp_pat
     with open(base_dir / "inference" / "lvis_instances_results.json", "w") as handle:
         json.dump(DETECTIONS[:1], handle)
 
+    # detectron2's JSONWriter lines; LDAOutputLayers logs lda/alpha, lda/delta_acc every LOG_PERIOD iterations.
+    (lda_dir / "metrics.json").write_text(
+        json.dumps({"iteration": 19, "lda/alpha": 4.0, "lda/delta_acc": 2.0, "total_loss": 3.0}) + "\n"
+        + json.dumps({"iteration": 39, "lda/alpha": 1.0, "lda/delta_acc": 1.0}) + "\n"
+        + json.dumps({"iteration": 39, "lda/alpha": 0.25, "lda/delta_acc": 0.5}) + "\n")  # re-logged after resume
+    (base_dir / "metrics.json").write_text(json.dumps({"iteration": 19, "total_loss": 3.0}) + "\n")
     out = str(tmp_path / "analysis")
     result = tool.main([str(lda_dir), "--compare", str(base_dir), "--gt", gt, "--out", out])
     numbers = json.load(open(os.path.join(out, "analysis.json")))
@@ -96,7 +102,8 @@ def test_tool_draws_norms_and_ap_for_an_lda_run_against_a_baseline(tool, tmp_pat
     np.testing.assert_allclose(numbers["ap"]["baseline_run"], [100 * 51 / 101, 0.0, 0.0])
     assert numbers["ap_means"]["lda_run"]["few"] == pytest.approx(0.0)  # APr
     assert numbers["ap_means"]["lda_run"]["all"] == pytest.approx((100 + 100 * 51 / 101) / 3)
+    assert tool.lda_curve(str(lda_dir / "metrics.json"))["alpha"].tolist() == [4.0, 0.25]
     page = open(result["report"], encoding="utf-8").read()
-    assert page.count("data:image/png;base64,") == 2 and "://" not in page
+    assert page.count("data:image/png;base64,") == 3 and "://" not in page  # norms, AP, alpha (LDA run only)
     for path in result["figures"]:
         assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

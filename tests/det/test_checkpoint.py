@@ -138,3 +138,28 @@ def test_wrong_class_count_in_plain_checkpoint_is_a_clear_error(synthetic_root, 
     torch.save({"model": state}, path)
     with pytest.raises(ValueError, match="cls_score.weight has 5 rows"):
         DetectionCheckpointer(lda).load(path)
+
+
+def test_torchvision_layout_backbone_loads_through_detectron2_heuristics(tmp_path):
+    """The X-101-32x4d route: torchvision/timm weights -> tools/convert -> DetectionCheckpointer."""
+    import subprocess
+    import sys
+
+    import timm
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling import build_backbone
+
+    source = timm.create_model("resnext50_32x4d", pretrained=False)  # torchvision key layout
+    torch.save(source.state_dict(), tmp_path / "tv.pth")
+    tool = os.path.join(os.path.dirname(__import__("lda_det").__file__), "..", "tools", "convert_torchvision_to_d2.py")
+    subprocess.run([sys.executable, tool, str(tmp_path / "tv.pth"), str(tmp_path / "x50.pkl")], check=True)
+
+    cfg = model_zoo.get_config("LVIS-LDA/mask_rcnn_X_101_32x4d_FPN_1x.yaml")
+    cfg.MODEL.RESNETS.DEPTH = 50  # same layout as 101, smaller
+    backbone = build_backbone(cfg, ShapeSpec(channels=3))
+    DetectionCheckpointer(backbone).load(str(tmp_path / "x50.pkl"))
+    state = backbone.state_dict()
+    torch.testing.assert_close(state["bottom_up.stem.conv1.weight"], source.conv1.weight)
+    torch.testing.assert_close(state["bottom_up.res5.2.conv2.weight"], source.layer4[2].conv2.weight)
+    torch.testing.assert_close(state["bottom_up.res3.0.shortcut.norm.running_var"],
+                               source.layer2[0].downsample[1].running_var)

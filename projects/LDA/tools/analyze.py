@@ -11,13 +11,14 @@ RUN_DIR is a train_net.py output directory. From each run it reads
   and h' (``unbalanced_score``) of an LDA head, or the foreground rows of a plain
   Fast R-CNN ``cls_score`` (the background row dropped) for a baseline;
 * the detections LVISEvaluator wrote (``--results``, default
-  RUN_DIR/inference/lvis_instances_results.json), scored per category with the LVIS API.
+  RUN_DIR/inference/lvis_instances_results.json), scored per category with the LVIS API;
+* alpha and delta acc over iterations from RUN_DIR/metrics.json (LDA runs).
 
 Category frequencies are the ``image_count`` (training images) of the ground-truth
 json's categories, split as LVIS does: rare 1-10, common 11-100, frequent > 100.
 The ground truth is ``--gt`` (a registered dataset name or a json path), else the
 first of DATASETS.TEST in RUN_DIR/config.yaml. Writes weight_norms.png,
-ap_per_category.png, analysis.json and a self-contained report.html into DIR
+ap_per_category.png, alpha_delta_acc.png, analysis.json and a self-contained report.html into DIR
 (default RUN_DIR/analysis).
 """
 import argparse
@@ -29,7 +30,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from lda_cls.analysis.figures import plot_per_class_metric, plot_weight_norms
+from lda_cls.analysis.figures import plot_per_class_metric, plot_training_curves, plot_weight_norms
 from lda_cls.analysis.metrics import LVIS_SPLITS, SPLITS, class_splits, split_means, weight_norms
 from lda_cls.analysis.report import Section, Table, write_report
 
@@ -139,6 +140,28 @@ def ap_per_category(gt_json: str, results, iou_type: str = "bbox", max_dets: int
     return per_category
 
 
+def lda_curve(metrics_json: str) -> Dict[str, np.ndarray]:
+    """alpha and delta acc per iteration from detectron2's ``metrics.json`` (LDAOutputLayers logs
+    them as "lda/alpha", "lda/delta_acc"); empty arrays for a run that logged none (a baseline)."""
+    rows = []
+    with open(metrics_json, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{metrics_json}:{line_number}: not valid JSON ({error.msg})") from None
+            if "lda/alpha" in record and "iteration" in record:
+                rows.append((record["iteration"], record["lda/alpha"], record.get("lda/delta_acc", np.nan)))
+    # A resumed run re-logs iterations: keep the last value of each.
+    by_iteration = {iteration: (alpha, delta) for iteration, alpha, delta in rows}
+    iterations = sorted(by_iteration)
+    return {"iteration": np.asarray(iterations, dtype=np.float64),
+            "alpha": np.asarray([by_iteration[i][0] for i in iterations], dtype=np.float64),
+            "delta_acc": np.asarray([by_iteration[i][1] for i in iterations], dtype=np.float64)}
+
+
 def find_weights(run_dir: str) -> str:
     pointer = os.path.join(run_dir, "last_checkpoint")
     if os.path.isfile(pointer):
@@ -180,7 +203,7 @@ def gt_json_of(gt: Optional[str], run_dir: str) -> str:
 
 
 def analyze(runs: Sequence[dict], gt_json: str, out_dir: str, iou_type: str = "bbox") -> dict:
-    """runs: [{"name", "weights" (path or None), "results" (path or None)}]; the first is the main run."""
+    """runs: [{"name", "weights", "results", "metrics" (paths or None)}]; the first is the main run."""
     os.makedirs(out_dir, exist_ok=True)
     category_ids, names, counts = load_categories(gt_json)
     norms, aps = {}, {}
@@ -221,6 +244,14 @@ def analyze(runs: Sequence[dict], gt_json: str, out_dir: str, iou_type: str = "b
                                 "i.e. LVIS's APr / APc / APf.", table))
         numbers["ap"] = {k: [None if np.isnan(x) else float(x) for x in v] for k, v in aps.items()}
         numbers["ap_means"] = means
+    curves = {run["name"]: lda_curve(run["metrics"]) for run in runs if run.get("metrics")}
+    curves = {name: curve for name, curve in curves.items() if curve["iteration"].size}
+    if curves:
+        path = os.path.join(out_dir, "alpha_delta_acc.png")
+        sections.append(Section("alpha and delta acc over training (paper Fig. 6b)", path,
+                                "From detectron2's metrics.json: the balance factor alpha (Eq. 6) and the "
+                                "windowed accuracy gap of h' and h on the positive proposals.",
+                                plot_training_curves(curves, path, x_key="iteration")))
     if not sections:
         raise ValueError("nothing to draw: no run has weights or detections")
     summary = Table(["run", "AP %", "APf %", "APc %", "APr %"],
@@ -262,7 +293,9 @@ def _run_entry(run_dir: str, weights: Optional[str], results: Optional[str]) -> 
         weights = None
     if results is None:
         logger.warning(f"{run_dir}: no {RESULTS_FILE}; drawing weight norms only")
-    return {"name": os.path.basename(os.path.normpath(run_dir)), "weights": weights, "results": results}
+    metrics = os.path.join(run_dir, "metrics.json")
+    return {"name": os.path.basename(os.path.normpath(run_dir)), "weights": weights, "results": results,
+            "metrics": metrics if os.path.isfile(metrics) else None}
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
