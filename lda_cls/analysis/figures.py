@@ -24,8 +24,8 @@ def _series_colours(names: Sequence[str]) -> Dict[str, str]:
     return {name: palette[i % len(palette)] for i, name in enumerate(names)}
 
 
-def _save(figure: Figure, path: str) -> None:
-    figure.tight_layout()
+def _save(figure: Figure, path: str, rect=(0, 0, 1, 1)) -> None:
+    figure.tight_layout(rect=rect)
     figure.savefig(path, dpi=DPI)
 
 
@@ -105,7 +105,7 @@ def plot_tsne(embeddings: Mapping[str, np.ndarray], class_counts, class_names: S
     class_counts = np.asarray(class_counts)
     splits = class_splits(class_counts, rule)
     panels = len(embeddings)
-    figure = Figure(figsize=(4.6 * panels, 4.6))
+    figure = Figure(figsize=(4.6 * panels, 5.0))
     # Marker area grows with log(train images), so head classes stand out.
     sizes = 15 + 25 * np.log10(np.maximum(class_counts, 1))
     for panel, (name, points) in enumerate(embeddings.items()):
@@ -122,8 +122,12 @@ def plot_tsne(embeddings: Mapping[str, np.ndarray], class_counts, class_names: S
         axes.set_title(name, fontsize=10)
         axes.set_xlabel("t-SNE dimension 1 (arbitrary units)")
         axes.set_ylabel("t-SNE dimension 2 (arbitrary units)")
-        axes.legend(fontsize=7, loc="best", title=f"marker area ~ log({rule.unit})", title_fontsize=7)
-    _save(figure, path)
+        axes.margins(0.12)  # room for the class names at the edges
+    # One legend below the panels, where it cannot hide a point.
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8,
+                  title=f"marker area ~ log({rule.unit})", title_fontsize=8)
+    _save(figure, path, rect=(0, 0.12, 1, 1))
     order = frequency_order(class_counts)
     columns = {}
     for name, points in embeddings.items():

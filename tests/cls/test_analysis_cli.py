@@ -53,6 +53,13 @@ def test_analyze_cli_reproduces_the_runs_accuracies_and_writes_the_report(runs, 
     again = analyze.main([runs["lda"], "--compare", runs["ce"], "--out", out, "--per-class", "20", "--no-tsne"])
     assert "reusing the forward passes" in caplog.text
     assert [row[:6] for row in again["summary"].rows] == [row[:6] for row in result["summary"].rows]
+    # A rewritten checkpoint invalidates the cache of that run only.
+    checkpoint = os.path.join(runs["lda"], "model_best.pth")
+    later = os.path.getmtime(checkpoint) + 10
+    os.utime(checkpoint, (later, later))
+    caplog.clear()
+    analyze.main([runs["lda"], "--compare", runs["ce"], "--out", out, "--per-class", "20", "--no-tsne"])
+    assert "digits_lda: reusing" not in caplog.text and "digits_ce: reusing" in caplog.text
 
 
 def test_projection_features_have_the_projection_dimension(runs, tmp_path):

@@ -1,7 +1,6 @@
 """Shared helpers of the detection tests: tiny configs on the synthetic dataset."""
 import pytest
 import torch
-from detectron2.config import get_cfg
 
 import lda_det
 from lda_det import model_zoo

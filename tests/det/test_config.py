@@ -15,7 +15,8 @@ EXPECTED_DEFAULTS = {
     "GAMMA": 1.5, "BETA": 0.1, "MARGIN": 1.0, "WINDOW": 100, "PROJECTION_DIM": 128,
     "PROJECTION_HIDDEN_DIM": 1024, "CLASS_COUNT_SOURCE": "instance_count", "CLASS_COUNTS": [],
     "UNBALANCED_LOSS_WEIGHT": 1.0, "BALANCED_LOSS_WEIGHT": 2.0, "FG_BG_LOSS_WEIGHT": 1.0,
-    "WEIGHTED_INTER": False, "FIXED_ALPHA": -1.0, "SCALING": "official", "SCORE_MODE": "balanced",
+    "WEIGHTED_INTER": False, "FIXED_ALPHA": -1.0, "SCALING": "official", "LOSS_NORMALIZATION": "sampled",
+    "SCORE_MODE": "balanced",
     "LOG_PERIOD": 20,
 }
 LDA_CONFIGS = ["mask_rcnn_R_50_FPN_1x.yaml", "mask_rcnn_R_50_FPN_2x.yaml", "mask_rcnn_R_50_FPN_3x.yaml",

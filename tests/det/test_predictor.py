@@ -77,11 +77,23 @@ def test_losses_match_hand_computation():
     # fg/bg: cross-entropy over all 11 sampled proposals, column 0 = fg, 1 = bg.
     expected_fg_bg = F.cross_entropy(classification.fg_bg_logits, (flat == BACKGROUND).long())
     torch.testing.assert_close(losses["loss_fg_bg"], expected_fg_bg)
-    # LDA: exactly LDALoss on the 5 positives.
+    # LDA: exactly LDALoss on the 5 positives, weighted 5 / 11 (a positive's weight in a
+    # mean over all sampled proposals).
     expected_lda = reference_lda(classification.unbalanced_logits[positives], classification.balanced_logits[positives],
                                  flat[positives], classification.projection[positives])
-    torch.testing.assert_close(losses["loss_lda"], expected_lda["loss"])
+    torch.testing.assert_close(losses["loss_lda"], expected_lda["loss"] * 5 / 11)
     assert int(predictor.lda_loss.balance.num_updates) == 1
+
+
+def test_positives_normalization_leaves_lda_loss_as_is():
+    predictor = make_predictor(loss_normalization="positives")
+    reference_lda = copy.deepcopy(predictor.lda_loss)
+    predictions, losses, _ = run_losses(predictor, torch.randn(11, FEATURE_DIM), make_proposals(GT_CLASSES))
+    classification, _ = predictions
+    positives, flat = positive_rows()
+    expected = reference_lda(classification.unbalanced_logits[positives], classification.balanced_logits[positives],
+                             flat[positives], classification.projection[positives])
+    torch.testing.assert_close(losses["loss_lda"], expected["loss"])
 
 
 def test_box_regression_is_fast_rcnn_s():
@@ -186,6 +198,8 @@ def test_bad_arguments_are_rejected():
         make_predictor(score_mode="both")
     with pytest.raises(ValueError, match="USE_SIGMOID_CE"):
         make_predictor(use_sigmoid_ce=True)
+    with pytest.raises(ValueError, match="LOSS_NORMALIZATION"):
+        make_predictor(loss_normalization="mean")
     with pytest.raises(ValueError, match="class counts"):
         make_predictor(class_counts=[1, 2])
 

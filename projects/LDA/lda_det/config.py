@@ -28,6 +28,11 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.UNBALANCED_LOSS_WEIGHT = 1.0
     # Factor on the balanced risk alpha * R_u(h) (Eq. 5 / 9); 2 in the official configs.
     _C.MODEL.LDA.BALANCED_LOSS_WEIGHT = 2.0
+    # Scale of Eq. 9 on the positives: "sampled" multiplies it by (#positives / #sampled
+    # proposals), so a positive weighs what it weighs in Fast R-CNN's cross-entropy (a mean
+    # over all sampled proposals) and detectron2's learning rates stay valid; "positives"
+    # leaves LDALoss's mean over the positives (about 4x larger gradients; detection only).
+    _C.MODEL.LDA.LOSS_NORMALIZATION = "sampled"
     # Factor on the foreground/background cross-entropy (detection only, not in the paper).
     _C.MODEL.LDA.FG_BG_LOSS_WEIGHT = 1.0
     # Weight the inter pairs by w_i + w_j (Eq. 8) instead of a plain mean.

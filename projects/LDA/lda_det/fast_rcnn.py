@@ -34,6 +34,7 @@ from .class_counts import class_counts_from_config
 logger = logging.getLogger(__name__)
 
 SCORE_MODES = ("balanced", "unbalanced")
+LOSS_NORMALIZATIONS = ("sampled", "positives")
 FOREGROUND, BACKGROUND = 0, 1  # columns of the fg/bg logits
 
 
@@ -59,8 +60,8 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                  projection_hidden_dim: int = 1024, unbalanced_loss_weight: float = 1.0,
                  balanced_loss_weight: float = 2.0, fg_bg_loss_weight: float = 1.0,
                  weighted_inter: bool = False, fixed_alpha: Optional[float] = None,
-                 scaling: str = "official", score_mode: str = "balanced", log_period: int = 20,
-                 **kwargs):
+                 scaling: str = "official", loss_normalization: str = "sampled",
+                 score_mode: str = "balanced", log_period: int = 20, **kwargs):
         """
         Args:
             class_counts: n_y of the C training classes (Eq. 5).
@@ -68,6 +69,8 @@ class LDAOutputLayers(FastRCNNOutputLayers):
             projection_dim, projection_hidden_dim: the projection head g.
             unbalanced_loss_weight, balanced_loss_weight: LDALoss's factors of R_s(h'), alpha R_u(h).
             fg_bg_loss_weight: factor of the fg/bg cross-entropy.
+            loss_normalization: "sampled" scales LDALoss's total by #positives / #sampled
+                proposals (Fast R-CNN's weight of a positive); "positives" does not.
             score_mode: "balanced" scores with h, "unbalanced" with h'.
             log_period: iterations between the logs of alpha, delta acc and the loss terms.
             kwargs: FastRCNNOutputLayers' arguments.
@@ -78,6 +81,9 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                              "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE and USE_FED_LOSS must be False")
         if score_mode not in SCORE_MODES:
             raise ValueError(f"MODEL.LDA.SCORE_MODE must be one of {SCORE_MODES}, got {score_mode!r}")
+        if loss_normalization not in LOSS_NORMALIZATIONS:
+            raise ValueError(f"MODEL.LDA.LOSS_NORMALIZATION must be one of {LOSS_NORMALIZATIONS}, "
+                             f"got {loss_normalization!r}")
         if len(class_counts) != self.num_classes:
             raise ValueError(f"{len(class_counts)} class counts for {self.num_classes} classes")
         input_size = self.bbox_pred.in_features
@@ -98,6 +104,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                                 unbalanced_factor=unbalanced_loss_weight, balanced_factor=balanced_loss_weight,
                                 weighted_inter=weighted_inter, fixed_alpha=fixed_alpha, scaling=scaling)
         self.fg_bg_loss_weight = fg_bg_loss_weight
+        self.loss_normalization = loss_normalization
         self.score_mode = score_mode
         self.log_period = log_period
 
@@ -119,6 +126,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
             "weighted_inter": lda.WEIGHTED_INTER,
             "fixed_alpha": lda.FIXED_ALPHA if lda.FIXED_ALPHA >= 0 else None,
             "scaling": lda.SCALING,
+            "loss_normalization": lda.LOSS_NORMALIZATION,
             "score_mode": lda.SCORE_MODE,
             "log_period": lda.LOG_PERIOD,
         })
@@ -138,7 +146,8 @@ class LDAOutputLayers(FastRCNNOutputLayers):
     def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
         """fg/bg cross-entropy on all proposals, LDALoss on the positives, box regression.
 
-        Returns "loss_fg_bg", "loss_lda" (Eq. 9 on the positives) and "loss_box_reg".
+        Returns "loss_fg_bg", "loss_lda" (Eq. 9 on the positives, times #positives / #sampled
+        with the default "sampled" normalization) and "loss_box_reg".
         """
         classification, proposal_deltas = predictions
         if len(proposals):
@@ -161,11 +170,15 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         loss_fg_bg = cross_entropy(classification.fg_bg_logits, fg_bg_targets, reduction="mean")
         lda = self.lda_loss(classification.unbalanced_logits[fg_inds], classification.balanced_logits[fg_inds],
                             gt_classes[fg_inds], classification.projection[fg_inds])
+        loss_lda = lda["loss"]
+        if self.loss_normalization == "sampled":
+            # Both sizes are known on the host already: no synchronisation.
+            loss_lda = loss_lda * (fg_inds.numel() / max(gt_classes.numel(), 1))
         loss_box_reg = self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes, fg_inds)
         self._log(classification, gt_classes, fg_bg_targets, fg_inds, lda)
         return {
             "loss_fg_bg": self.fg_bg_loss_weight * loss_fg_bg,
-            "loss_lda": lda["loss"],
+            "loss_lda": loss_lda,
             "loss_box_reg": self.loss_weight.get("loss_box_reg", 1.0) * loss_box_reg,
         }
 
