@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench bench-cls bench-det
 setup:
 	bash scripts/setup.sh
 
@@ -16,3 +16,12 @@ test:
 
 bench:
 	$(PY) benchmarks/bench_loss.py
+
+# Long: CE vs LDA trainings on the CPU (CIFAR-10-LT needs ../shared/data).
+bench-cls:
+	$(PY) benchmarks/bench_cls_accuracy.py --out /tmp/bench_cls
+	$(PY) benchmarks/bench_cls_step.py
+
+bench-det:
+	$(PY) benchmarks/bench_det_synthetic.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_det_step.py
