@@ -3,7 +3,7 @@
 Knows nothing of images, boxes, timm or detectron2: tensors in, tensors out.
 """
 from .balance import AccuracyGapWindow
-from .divergence import class_divergence, compact_class_ids
+from .divergence import class_divergence
 from .loss import LDALoss
 
-__all__ = ["LDALoss", "AccuracyGapWindow", "class_divergence", "compact_class_ids"]
+__all__ = ["LDALoss", "AccuracyGapWindow", "class_divergence"]

@@ -8,10 +8,13 @@ With class centres mu_c = mean of the features of class c in the mini-batch:
   i != j of classes present in the batch, averaged, or weighted by w_i + w_j
   (normalised to sum 1) when ``weighted_inter``.
 
-Vectorisation: a batch of B samples holds at most B classes, so the classes are
-renumbered 0..K-1 (K <= B) from a sort of the targets and everything is computed
-on B padded groups. That needs neither ``torch.unique`` nor boolean indexing
-(both synchronise a GPU with the host) nor a C x C matrix over all classes.
+Vectorisation: everything is computed per sample, through the B x B same-class
+matrix M_ij = [y_i == y_j]. Row i of M @ F is the feature sum of sample i's
+class, whose direction is that of mu_{y_i}; n_i = sum_j M_ij is its class size,
+so weighting sample i by 1 / n_i counts each class once. This needs neither
+``torch.unique`` nor boolean indexing (both synchronise a GPU with the host),
+nor a C x C matrix over all classes, nor scatter-adds (slow with repeated
+indices), and it does not depend on the order of the samples.
 """
 from typing import Optional, Tuple
 
@@ -22,19 +25,6 @@ import torch.nn.functional as F
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """Upcast half precision (autocast outputs) so reductions accumulate in fp32; keep fp64."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-def compact_class_ids(targets: torch.Tensor) -> torch.Tensor:
-    """Renumber the classes of a batch 0..K-1 in increasing class order.
-
-    Returns a tensor of the same shape as ``targets``; K is not materialised on
-    the host.
-    """
-    sorted_targets, order = torch.sort(targets)
-    starts_new_class = torch.ones_like(sorted_targets, dtype=torch.long)
-    starts_new_class[1:] = (sorted_targets[1:] != sorted_targets[:-1]).long()
-    sorted_ids = torch.cumsum(starts_new_class, dim=0) - 1
-    return torch.empty_like(sorted_ids).scatter_(0, order, sorted_ids)
 
 
 def class_divergence(features: torch.Tensor, targets: torch.Tensor, margin: float = 1.0,
@@ -48,33 +38,33 @@ def class_divergence(features: torch.Tensor, targets: torch.Tensor, margin: floa
     class with two samples for intra, fewer than two classes for inter.
     """
     features = at_least_float32(features)
-    batch_size = features.shape[0]
-    group = compact_class_ids(targets)
-    # One-hot assignment of samples (columns) to class groups (rows). Sums and
-    # gathers over groups become B x B matrix products: scatter-add (index_add_)
-    # with repeated indices is many times slower, on CPUs especially.
-    slots = torch.arange(batch_size, device=features.device)
-    assignment = (slots.unsqueeze(1) == group.unsqueeze(0)).to(features.dtype)
-    if valid is not None:
-        assignment = assignment * valid.to(features.dtype).unsqueeze(0)
-    group_size = assignment.sum(dim=1)
-    centres = (assignment @ features) / group_size.clamp(min=1).unsqueeze(1)
+    dtype = features.dtype
+    same_class = (targets.unsqueeze(1) == targets.unsqueeze(0)).to(dtype)
+    if valid is None:
+        kept = torch.ones_like(targets, dtype=dtype)
+    else:
+        kept = valid.to(dtype)
+        same_class = same_class * kept.unsqueeze(0) * kept.unsqueeze(1)
+    class_size = same_class.sum(dim=1)                      # n_{y_i}; 0 for samples left out
+    per_class = kept / class_size.clamp(min=1)              # 1 / n_{y_i}: each class counts once
+    num_classes = per_class.sum()                           # K, classes in the batch
+    # Row i: the feature sum of sample i's class, whose direction is that of mu_{y_i}.
+    unit_centres = F.normalize(same_class @ features, dim=1, eps=eps)
 
-    # Eq. 7: pull each feature towards its class centre.
-    cosine_to_centre = F.cosine_similarity(features, assignment.t() @ centres, dim=1, eps=eps)
-    spread = (assignment @ (1 - cosine_to_centre)) / group_size.clamp(min=1)
-    has_pairs = (group_size > 1).to(features.dtype)
-    intra = (spread * has_pairs).sum() / has_pairs.sum().clamp(min=1)
+    # Eq. 7: mean over classes with two samples or more of the class mean of 1 - cos(f_i, mu).
+    cosine_to_centre = (F.normalize(features, dim=1, eps=eps) * unit_centres).sum(dim=1)
+    has_pairs = per_class * (class_size > 1).to(dtype)
+    intra = (has_pairs * (1 - cosine_to_centre)).sum() / has_pairs.sum().clamp(min=eps)
 
-    # Eq. 8: push class centres at least `margin` apart in cosine distance.
-    unit_centres = F.normalize(centres, dim=1, eps=eps)
-    distance = 1 - unit_centres @ unit_centres.t()
-    hinge = (margin - distance).clamp(min=0)
-    present = (group_size > 0).to(features.dtype)
-    off_diagonal = 1 - torch.eye(batch_size, device=features.device, dtype=features.dtype)
-    pairs = present.unsqueeze(1) * present.unsqueeze(0) * off_diagonal
-    if class_weights is not None:
-        group_weight = assignment @ class_weights.to(features.dtype)[targets] / group_size.clamp(min=1)
-        pairs = pairs * (group_weight.unsqueeze(1) + group_weight.unsqueeze(0))
-    inter = (hinge * pairs).sum() / pairs.sum().clamp(min=eps)
+    # Eq. 8: hinge on the cosine distance of the centres, over pairs of different classes.
+    # sum_{j in other classes} h_ij / n_j = sum_j h_ij / n_j - h(mu_i, mu_i): the second term is
+    # sample i's own class, whose centre is its own. Pairs weigh w_i + w_j (h symmetric, so
+    # 2 sum w_i h_ij) or, unweighted, 1; the normaliser is the same sum with h = 1.
+    hinge = (unit_centres @ unit_centres.t() - (1 - margin)).clamp(min=0)
+    own_class_hinge = ((unit_centres * unit_centres).sum(dim=1) - (1 - margin)).clamp(min=0)
+    other_classes_hinge = hinge @ per_class - own_class_hinge * kept
+    pair_weight = per_class if class_weights is None else per_class * class_weights.to(dtype)[targets]
+    inter = (pair_weight * other_classes_hinge).sum()
+    normaliser = (pair_weight * (num_classes - kept)).sum()
+    inter = inter / normaliser.clamp(min=eps)
     return intra, inter
