@@ -21,6 +21,17 @@ def _distributed_world() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def _is_top1(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Whether the target's logit is larger than every other logit (a tie counts as wrong).
+
+    ``argmax == target`` but for ties, and several times faster on CPUs, where
+    argmax is not vectorised.
+    """
+    target_logit = logits.gather(1, targets.unsqueeze(1))
+    others = logits.scatter(1, targets.unsqueeze(1), float("-inf"))
+    return target_logit.squeeze(1) > others.amax(dim=1)
+
+
 class AccuracyGapWindow(nn.Module):
     """Ring buffer of batch accuracies of h' and h, and the alpha derived from it.
 
@@ -64,8 +75,8 @@ class AccuracyGapWindow(nn.Module):
             valid = torch.ones_like(targets)
         valid = valid.to(self.accuracies.dtype)
         counts = torch.stack([
-            ((unbalanced_logits.argmax(dim=1) == targets) * valid).sum(),
-            ((balanced_logits.argmax(dim=1) == targets) * valid).sum(),
+            (_is_top1(unbalanced_logits, targets) * valid).sum(),
+            (_is_top1(balanced_logits, targets) * valid).sum(),
             valid.sum(),
         ])
         if _distributed_world():

@@ -47,7 +47,7 @@ def class_divergence(features: torch.Tensor, targets: torch.Tensor, margin: floa
         same_class = same_class * kept.unsqueeze(0) * kept.unsqueeze(1)
     class_size = same_class.sum(dim=1)                      # n_{y_i}; 0 for samples left out
     per_class = kept / class_size.clamp(min=1)              # 1 / n_{y_i}: each class counts once
-    num_classes = per_class.sum()                           # K, classes in the batch
+    num_classes = per_class.sum().round()                   # K, classes in the batch (exact)
     # Row i: the feature sum of sample i's class, whose direction is that of mu_{y_i}.
     unit_centres = F.normalize(same_class @ features, dim=1, eps=eps)
 
@@ -62,9 +62,9 @@ def class_divergence(features: torch.Tensor, targets: torch.Tensor, margin: floa
     # 2 sum w_i h_ij) or, unweighted, 1; the normaliser is the same sum with h = 1.
     hinge = (unit_centres @ unit_centres.t() - (1 - margin)).clamp(min=0)
     own_class_hinge = ((unit_centres * unit_centres).sum(dim=1) - (1 - margin)).clamp(min=0)
-    other_classes_hinge = hinge @ per_class - own_class_hinge * kept
+    other_classes_hinge = (hinge @ per_class - own_class_hinge * kept).clamp(min=0)  # >= 0 but for rounding
     pair_weight = per_class if class_weights is None else per_class * class_weights.to(dtype)[targets]
     inter = (pair_weight * other_classes_hinge).sum()
     normaliser = (pair_weight * (num_classes - kept)).sum()
-    inter = inter / normaliser.clamp(min=eps)
+    inter = torch.where(normaliser > 0, inter / normaliser.clamp(min=eps), torch.zeros_like(inter))
     return intra, inter

@@ -70,3 +70,12 @@ def test_normalized_scaling_measures_delta_acc_as_fraction():
 def test_invalid_window_is_rejected():
     with pytest.raises(ValueError, match="window"):
         LDALoss([1, 2], window=0)
+
+
+def test_top1_matches_argmax_and_counts_ties_as_wrong():
+    from lda_core.balance import _is_top1
+
+    logits = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
+    targets = torch.randint(0, 7, (64,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(_is_top1(logits, targets), logits.argmax(dim=1) == targets)
+    assert not _is_top1(torch.zeros(3, 4), torch.tensor([0, 1, 3])).any()
