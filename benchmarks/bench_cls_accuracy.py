@@ -1,6 +1,6 @@
 """CE vs LDA accuracy on digits_lt and on long-tailed CIFAR-10 (IR 100), CPU-sized schedules.
 
-    python benchmarks/bench_cls_accuracy.py [--out /tmp/bench_cls] [--cifar-epochs 10] [--only digits|cifar]
+    python benchmarks/bench_cls_accuracy.py [--out /tmp/bench_cls] [--cifar-epochs 12] [--only digits|cifar]
 
 * digits_lt: the embedded default (resnet8_cifar, 30 epochs, cosine), both methods.
 * cifar10_lt: IR 100 (12,406 training images) from the JPEG tree in
@@ -85,7 +85,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="/tmp/bench_cls")
     parser.add_argument("--cifar-root", default="/tmp/cifar10")
-    parser.add_argument("--cifar-epochs", type=int, default=5)
+    parser.add_argument("--cifar-epochs", type=int, default=12)
     parser.add_argument("--only", choices=("digits", "cifar"))
     args = parser.parse_args()
     out = Path(args.out)
