@@ -230,19 +230,24 @@ def plot_intra_inter(results: Mapping[str, Mapping[str, object]], class_counts, 
     ratio.set_ylabel("ratio (unitless, lower = more separable)")
     ratio.set_title("Ratio (Fig. 4c)", fontsize=10)
     quantities = ("d_intra", "d_inter", "ratio")
-    per_class = figure.add_subplot(grid[2])
-    handles = _shade_counts(per_class, class_counts, rule)
-    order = frequency_order(class_counts)
-    for name in names:
-        per_class.plot(class_counts[order], np.asarray(results[name]["per_class_intra"])[order], marker="o",
-                       ms=4, lw=1, color=colours[name], label=name, zorder=3)
-    per_class.set_xlabel(f"{rule.unit} of the class (log scale)")
-    per_class.set_ylabel("d_intra of the class (cosine distance)")
-    per_class.set_title("Spread of each class's test features")
-    per_class.legend(handles=per_class.get_legend_handles_labels()[0] + handles, fontsize=7)
-    per_class.grid(alpha=0.3, zorder=1)
+    _plot_per_class_intra(figure.add_subplot(grid[2]), results, class_counts, colours, rule,
+                          ylabel="d_intra of the class (cosine distance)", title="Spread of each class's test features")
     _save(figure, path)
     return Table(["run"] + list(quantities), [[name] + [results[name][q] for q in quantities] for name in names])
+
+
+def _plot_per_class_intra(axes, results, class_counts, colours, rule: SplitRule, ylabel: str, title: str) -> None:
+    """Each run's "per_class_intra" against the class's training count, splits shaded."""
+    handles = _shade_counts(axes, class_counts, rule)
+    order = frequency_order(class_counts)
+    for name in results:
+        axes.plot(class_counts[order], np.asarray(results[name]["per_class_intra"])[order], marker="o",
+                  ms=4, lw=1, color=colours[name], label=name, zorder=3)
+    axes.set_xlabel(f"{rule.unit} of the class (log scale)")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.legend(handles=axes.get_legend_handles_labels()[0] + handles, fontsize=7)
+    axes.grid(alpha=0.3, zorder=1)
 
 
 def plot_discrepancy(results: Mapping[str, Mapping[str, object]], class_counts, path: str,
@@ -260,17 +265,8 @@ def plot_discrepancy(results: Mapping[str, Mapping[str, object]], class_counts, 
     bars.set_ylabel("squared MMD (kernel units, 0-2)")
     bars.set_title("Train (long-tailed) vs test (balanced) features")
     bars.legend(fontsize=8)
-    per_class = figure.add_subplot(1, 2, 2)
-    handles = _shade_counts(per_class, class_counts, rule)
-    order = frequency_order(class_counts)
-    for name in names:
-        per_class.plot(class_counts[order], np.asarray(results[name]["per_class_intra"])[order], marker="o",
-                       ms=4, lw=1, color=colours[name], label=name, zorder=3)
-    per_class.set_xlabel(f"{rule.unit} of the class (log scale)")
-    per_class.set_ylabel("MMD$^2$ train vs test of the class")
-    per_class.set_title("Per-class train/test discrepancy")
-    per_class.legend(handles=per_class.get_legend_handles_labels()[0] + handles, fontsize=7)
-    per_class.grid(alpha=0.3, zorder=1)
+    _plot_per_class_intra(figure.add_subplot(1, 2, 2), results, class_counts, colours, rule,
+                          ylabel="MMD$^2$ train vs test of the class", title="Per-class train/test discrepancy")
     _save(figure, path)
     return Table(["run"] + list(quantities) + ["bandwidths sigma^2"],
                  [[name] + [results[name][q] for q in quantities]
