@@ -63,7 +63,13 @@ class AccuracyGapWindow(nn.Module):
     @torch.no_grad()
     def update(self, unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor,
                targets: torch.Tensor, valid: Optional[torch.Tensor] = None) -> None:
-        """Write this batch's accuracies of h' and h into the ring buffer.
+        """Write this batch's top-1 accuracies of h' and h (from their logits) into the ring buffer."""
+        self.record(_is_top1(unbalanced_logits, targets), _is_top1(balanced_logits, targets), valid)
+
+    @torch.no_grad()
+    def record(self, unbalanced_correct: torch.Tensor, balanced_correct: torch.Tensor,
+               valid: Optional[torch.Tensor] = None) -> None:
+        """Write this batch's accuracies, from per-sample correctness (B,) of h' and h.
 
         ``valid`` (B,), optional, counts only those samples; a batch (over all
         ranks) without any leaves the buffer as it is.
@@ -71,12 +77,11 @@ class AccuracyGapWindow(nn.Module):
         Under ``torch.distributed`` the correct counts are summed over ranks first,
         so every rank holds the same buffer and uses the same alpha.
         """
-        if valid is None:
-            valid = torch.ones_like(targets)
-        valid = valid.to(self.accuracies.dtype)
+        dtype = self.accuracies.dtype
+        valid = torch.ones_like(unbalanced_correct, dtype=dtype) if valid is None else valid.to(dtype)
         counts = torch.stack([
-            (_is_top1(unbalanced_logits, targets) * valid).sum(),
-            (_is_top1(balanced_logits, targets) * valid).sum(),
+            (unbalanced_correct.to(dtype) * valid).sum(),
+            (balanced_correct.to(dtype) * valid).sum(),
             valid.sum(),
         ])
         if _distributed_world():

@@ -25,10 +25,10 @@ same gap, so it needs its own gamma / factors; it is not the default.
 from typing import Dict, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .balance import AccuracyGapWindow
+from .cross_entropy import cross_entropy_and_top1
 from .divergence import at_least_float32, class_divergence
 
 SCALINGS = ("official", "normalized")
@@ -145,17 +145,17 @@ class LDALoss(nn.Module):
             valid = torch.ones_like(targets, dtype=unbalanced_logits.dtype)
         valid = valid.to(unbalanced_logits.dtype)
 
-        if self.training:
-            self.balance.update(unbalanced_logits.detach(), balanced_logits.detach(), targets, valid)
-        alpha, delta_acc = self.balance.alpha()
-
         # Divided by max(n, 1): an empty batch gives 0, not NaN, and keeps its graph.
         num_valid = valid.sum().clamp(min=1)
-        loss_unbalanced = (valid * F.cross_entropy(unbalanced_logits, targets, reduction="none")).sum() / num_valid
-        weighted_ce = valid * self.class_weights[targets] * F.cross_entropy(balanced_logits, targets, reduction="none")
-        loss_balanced = weighted_ce.sum()
+        loss_unbalanced, unbalanced_correct = cross_entropy_and_top1(unbalanced_logits, targets, valid / num_valid)
+        balanced_weights = valid * self.class_weights[targets]
         if self.scaling == "normalized":
-            loss_balanced = loss_balanced / num_valid
+            balanced_weights = balanced_weights / num_valid
+        loss_balanced, balanced_correct = cross_entropy_and_top1(balanced_logits, targets, balanced_weights)
+
+        if self.training:
+            self.balance.record(unbalanced_correct, balanced_correct, valid)
+        alpha, delta_acc = self.balance.alpha()
 
         loss = self.unbalanced_factor * loss_unbalanced + self.balanced_factor * alpha * loss_balanced
         if features is not None:
