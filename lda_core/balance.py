@@ -78,12 +78,10 @@ class AccuracyGapWindow(nn.Module):
         so every rank holds the same buffer and uses the same alpha.
         """
         dtype = self.accuracies.dtype
-        valid = torch.ones_like(unbalanced_correct, dtype=dtype) if valid is None else valid.to(dtype)
-        counts = torch.stack([
-            (unbalanced_correct.to(dtype) * valid).sum(),
-            (balanced_correct.to(dtype) * valid).sum(),
-            valid.sum(),
-        ])
+        # Rows: correct by h', correct by h, counted; summed over the (valid) samples.
+        flags = torch.stack([unbalanced_correct.bool(), balanced_correct.bool(),
+                             torch.ones_like(unbalanced_correct, dtype=torch.bool)]).to(dtype)
+        counts = flags.sum(dim=1) if valid is None else flags @ valid.to(dtype)
         if _distributed_world():
             dist.all_reduce(counts)
         scale = 100.0 if self.percent else 1.0

@@ -53,53 +53,59 @@ def _normalize_backward(unit: torch.Tensor, norm: torch.Tensor, grad_unit: torch
 class _ClassDivergence(torch.autograd.Function):
     """(intra, inter) from features; every other input is a constant derived from the targets.
 
-    class_ids (B,): compact class of each sample. kept (B,): 1 for samples that count.
-    sample_weight (B,): [n_c > 1] / n_c of the sample's class (0 if left out), so a
-    sum over samples is a sum over classes of class means. class_weight (B,): per
-    compact class, 0 where no class, else 1 or w_c. present (B,): 1 where a class.
+    class_ids (B,): compact class of each sample. kept (B,) or None: 1 for samples
+    that count. sample_weight (B,): intra_scale [n_k > 1] / n_k for the sample's
+    class k (0 if left out), so the sum over samples is the mean over classes of
+    their means. pair_weight (B,) per compact class: 0 where no class, else
+    inter_scale (times w_k if ``weighted``). present (B,): 1 where a class.
     """
 
     @staticmethod
-    def forward(ctx, features, class_ids, kept, sample_weight, class_weight, present,
-                intra_normaliser, inter_normaliser, margin, eps):
+    def forward(ctx, features, class_ids, kept, sample_weight, pair_weight, present, margin, eps, weighted):
         unit_features, feature_norm = _normalize(features, eps)
-        centre_sums = torch.zeros_like(features).index_add_(0, class_ids, features * kept.unsqueeze(1))
+        kept_features = features if kept is None else features * kept.unsqueeze(1)
+        centre_sums = torch.zeros_like(features).index_add_(0, class_ids, kept_features)
         unit_centres, centre_norm = _normalize(centre_sums, eps)   # row k: the direction of mu_k
         own_centre = unit_centres.index_select(0, class_ids)
 
         # Eq. 7: mean over classes with two samples or more of the class mean of 1 - cos(f_i, mu).
-        cosine_to_centre = (unit_features * own_centre).sum(dim=1)
-        intra = (sample_weight * (1 - cosine_to_centre)).sum() / intra_normaliser
+        intra = torch.dot(sample_weight, 1 - torch.linalg.vecdot(unit_features, own_centre))
 
         # Eq. 8 over ordered pairs k != l of present classes. Pairs weigh w_k + w_l (h symmetric,
-        # so 2 sum_k w_k h_kl) or 1; the normaliser, sum_k w_k (K - 1), is the same sum with h = 1.
+        # so 2 sum_k w_k h_kl) or 1; the normaliser, sum_k w_k (K - 1), is in pair_weight.
         hinge = (unit_centres @ unit_centres.t()).sub_(1 - margin).clamp_(min=0)
         hinge.fill_diagonal_(0)
-        inter_scale = torch.where(inter_normaliser > 0, 1 / inter_normaliser.clamp(min=eps),
-                                  torch.zeros_like(inter_normaliser))
-        inter = (class_weight * (hinge @ present)).sum() * inter_scale
+        inter = torch.dot(pair_weight, hinge @ present)
 
-        ctx.save_for_backward(class_ids, kept, sample_weight, class_weight, present, unit_features, feature_norm,
-                              unit_centres, centre_norm, own_centre, hinge, intra_normaliser, inter_scale)
-        ctx.eps = eps
+        ctx.save_for_backward(class_ids, kept, sample_weight, pair_weight, present, unit_features, feature_norm,
+                              unit_centres, centre_norm, own_centre, hinge)
+        ctx.eps, ctx.weighted = eps, weighted
         return intra, inter
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_intra, grad_inter):
-        (class_ids, kept, sample_weight, class_weight, present, unit_features, feature_norm,
-         unit_centres, centre_norm, own_centre, hinge, intra_normaliser, inter_scale) = ctx.saved_tensors
-        grad_cosine = ((-grad_intra / intra_normaliser) * sample_weight).unsqueeze(1)
-        # d inter / d (U U^T)_kl = g w_k present_l inside the hinge; U U^T is symmetric, so
-        # d / dU = (G + G^T) U.
-        grad_gram = ((grad_inter * inter_scale) * class_weight).unsqueeze(1) * present.unsqueeze(0)
-        grad_gram = (grad_gram + grad_gram.t()) * (hinge > 0).to(hinge.dtype)
-        grad_unit_centres = (grad_gram @ unit_centres).index_add_(0, class_ids, grad_cosine * unit_features)
-        grad_centre_sums = _normalize_backward(unit_centres, centre_norm, grad_unit_centres, ctx.eps)
-        grad_features = torch.addcmul(
-            _normalize_backward(unit_features, feature_norm, grad_cosine * own_centre, ctx.eps),
-            kept.unsqueeze(1), grad_centre_sums.index_select(0, class_ids))
-        return grad_features, None, None, None, None, None, None, None, None, None
+        (class_ids, kept, sample_weight, pair_weight, present, unit_features, feature_norm,
+         unit_centres, centre_norm, own_centre, hinge) = ctx.saved_tensors
+        grad_cosine = (-grad_intra * sample_weight).unsqueeze(1)
+        # inter = sum_kl r_k M_kl present_l (U U^T - 1 + m)_kl with r = pair_weight and M the hinge's
+        # active set (symmetric). d / dU = (G + G^T) U with G = diag(r) M diag(present), i.e.
+        # ((r present^T + present r^T) * M) U. Without class weights r = c present, and that is
+        # 2 r * (M U) (rows of U for absent classes are 0): one matrix product, no B x B temporaries.
+        active = hinge.sign()
+        grad_row = grad_inter * pair_weight
+        if ctx.weighted:
+            grad_gram = torch.addr(torch.outer(grad_row, present), present, grad_row).mul_(active)
+            grad_unit_centres = grad_gram @ unit_centres
+        else:
+            grad_unit_centres = (2 * grad_row).unsqueeze(1) * (active @ unit_centres)
+        grad_unit_centres.index_add_(0, class_ids, grad_cosine * unit_features)
+        grad_from_centres = _normalize_backward(unit_centres, centre_norm, grad_unit_centres, ctx.eps)
+        grad_from_centres = grad_from_centres.index_select(0, class_ids)
+        if kept is not None:
+            grad_from_centres = grad_from_centres * kept.unsqueeze(1)
+        grad_features = _normalize_backward(unit_features, feature_norm, grad_cosine * own_centre, ctx.eps)
+        return grad_features.add_(grad_from_centres), None, None, None, None, None, None, None, None
 
 
 def class_divergence(features: torch.Tensor, targets: torch.Tensor, margin: float = 1.0,
@@ -115,18 +121,26 @@ def class_divergence(features: torch.Tensor, targets: torch.Tensor, margin: floa
     """
     features = at_least_float32(features)
     dtype = features.dtype
-    kept = torch.ones_like(targets, dtype=dtype) if valid is None else valid.to(dtype)
     class_ids = compact_class_ids(targets)
-    class_size = torch.zeros_like(kept).index_add_(0, class_ids, kept)     # n_k; 0 past the K classes
+    kept = None if valid is None else valid.to(dtype)
+    members = torch.ones_like(targets, dtype=dtype) if kept is None else kept
+    class_size = torch.zeros_like(members).index_add_(0, class_ids, members)  # n_k; 0 past the K classes
     present = (class_size > 0).to(dtype)
     has_pairs = (class_size > 1).to(dtype)
-    sample_weight = kept * (has_pairs / class_size.clamp(min=1)).index_select(0, class_ids)
+    # Normalisers: the number of classes with pairs, sum_k w_k (K - 1); 0 (no term) -> scale 0.
+    intra_scale = _reciprocal_or_zero(has_pairs.sum())
+    sample_weight = (intra_scale * has_pairs / class_size.clamp(min=1)).index_select(0, class_ids)
+    if kept is not None:
+        sample_weight = sample_weight * kept
     if class_weights is None:
-        class_weight = present
+        pair_weight = present
     else:
         class_labels = torch.zeros_like(targets).scatter_(0, class_ids, targets)
-        class_weight = present * class_weights.to(dtype)[class_labels]
-    intra_normaliser = has_pairs.sum().clamp(min=eps)
-    inter_normaliser = class_weight.sum() * (present.sum() - 1)
-    return _ClassDivergence.apply(features, class_ids, kept, sample_weight, class_weight, present,
-                                  intra_normaliser, inter_normaliser, float(margin), float(eps))
+        pair_weight = present * class_weights.to(dtype)[class_labels]
+    pair_weight = pair_weight * _reciprocal_or_zero(pair_weight.sum() * (present.sum() - 1))
+    return _ClassDivergence.apply(features, class_ids, kept, sample_weight, pair_weight, present,
+                                  float(margin), float(eps), class_weights is not None)
+
+
+def _reciprocal_or_zero(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x > 0, 1 / x, torch.zeros_like(x))

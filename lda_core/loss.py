@@ -53,12 +53,15 @@ def _check_inputs(unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor
 def _check_target_range(targets: torch.Tensor, num_classes: int) -> None:
     if torch.compiler.is_compiling():
         return
-    in_range = ((targets >= 0) & (targets < num_classes)).all()
     if targets.device.type == "cpu":
-        if not bool(in_range):
+        if targets.numel() == 0:
+            return
+        lowest, highest = torch.aminmax(targets)
+        if lowest < 0 or highest >= num_classes:
             bad = targets[(targets < 0) | (targets >= num_classes)]
             raise ValueError(f"targets must lie in [0, {num_classes}), found {bad.unique().tolist()}")
     else:
+        in_range = ((targets >= 0) & (targets < num_classes)).all()
         # A host-side check would synchronise every step; the async assert fails
         # the CUDA stream with this message instead.
         torch._assert_async(in_range, f"LDALoss: targets must lie in [0, {num_classes})")
@@ -141,16 +144,19 @@ class LDALoss(nn.Module):
     def _forward_fp32(self, unbalanced_logits, balanced_logits, targets, features, valid):
         unbalanced_logits = at_least_float32(unbalanced_logits)
         balanced_logits = at_least_float32(balanced_logits)
+        dtype = unbalanced_logits.dtype
+        # Per-sample weights of the two risks; a mean divides by max(n, 1), so an empty batch
+        # gives 0, not NaN, and keeps its graph.
+        balanced_weights = self.class_weights.to(dtype)[targets]
         if valid is None:
-            valid = torch.ones_like(targets, dtype=unbalanced_logits.dtype)
-        valid = valid.to(unbalanced_logits.dtype)
-
-        # Divided by max(n, 1): an empty batch gives 0, not NaN, and keeps its graph.
-        num_valid = valid.sum().clamp(min=1)
-        loss_unbalanced, unbalanced_correct = cross_entropy_and_top1(unbalanced_logits, targets, valid / num_valid)
-        balanced_weights = valid * self.class_weights[targets]
-        if self.scaling == "normalized":
-            balanced_weights = balanced_weights / num_valid
+            unbalanced_weights = torch.full_like(targets, 1 / max(targets.shape[0], 1), dtype=dtype)
+            if self.scaling == "normalized":
+                balanced_weights = balanced_weights / max(targets.shape[0], 1)
+        else:
+            valid = valid.to(dtype)
+            unbalanced_weights = valid / valid.sum().clamp(min=1)
+            balanced_weights = balanced_weights * (unbalanced_weights if self.scaling == "normalized" else valid)
+        loss_unbalanced, unbalanced_correct = cross_entropy_and_top1(unbalanced_logits, targets, unbalanced_weights)
         loss_balanced, balanced_correct = cross_entropy_and_top1(balanced_logits, targets, balanced_weights)
 
         if self.training:
