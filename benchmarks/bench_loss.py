@@ -2,13 +2,17 @@
 
 The baseline below is the straightforward way to write the same terms (one
 Python iteration per class present in the batch, boolean-mask indexing, as in
-the official code). Both are timed in the same process with
-torch.utils.benchmark, interleaved per size, and checked to agree numerically.
-A last row compares LDALoss with a whole ResNet-32 training step at batch 128.
+the official code), checked to give the same value. Each size is measured in
+paired rounds: every round times LDALoss and the loop back to back (in
+alternating order), and the speed-up is the median of the per-round ratios, so
+the load of a shared machine mostly cancels out. Gradients are reset to None
+after each step, as ``optimizer.zero_grad()`` does. A last row compares LDALoss
+with a whole ResNet-32 training step at batch 128.
 
-    python benchmarks/bench_loss.py [--threads N]
+    python benchmarks/bench_loss.py [--threads 1 2] [--rounds 7]
 """
 import argparse
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -61,33 +65,52 @@ def make_inputs(batch_size, num_classes, seed=0):
     return leaf(batch_size, num_classes), leaf(batch_size, num_classes), targets, leaf(batch_size, FEATURE_DIM)
 
 
-def step(fn):
-    fn().backward()
+def training_step(loss_fn, leaves):
+    """Forward + backward, then drop the gradients as ``optimizer.zero_grad()`` does."""
+    def run():
+        loss_fn().backward()
+        for leaf in leaves:
+            leaf.grad = None
+    return run
 
 
-def time_loss(batch_size, num_classes):
+def paired_rounds(functions, pairs, rounds, min_run_time):
+    """Median time of each function, and per (label, fast, baseline) pair the per-round ratios baseline / fast."""
+    times = {name: [] for pair in pairs for name in pair[1:]}
+    ratios = {pair[0]: [] for pair in pairs}
+    for round_index in range(rounds):
+        for label, fast, baseline in pairs:
+            order = (fast, baseline) if round_index % 2 == 0 else (baseline, fast)
+            measured = {}
+            for name in order:
+                measured[name] = benchmark.Timer("run()", globals=dict(run=functions[name])).blocked_autorange(
+                    min_run_time=min_run_time).median
+                times[name].append(measured[name])
+            ratios[label].append(measured[baseline] / measured[fast])
+    return {name: statistics.median(values) for name, values in times.items()}, ratios
+
+
+def time_loss(batch_size, num_classes, rounds, min_run_time):
     counts = (1000 * 100 ** (-torch.arange(num_classes) / (num_classes - 1))).floor()
     vectorised, looped = LDALoss(counts, window=10), LDALoss(counts, window=10)
     u, b, t, f = make_inputs(batch_size, num_classes)
     reference = vectorised(u, b, t, f)["loss"]
     torch.testing.assert_close(reference, per_class_loop_loss(looped, u, b, t, f), rtol=1e-4, atol=1e-5)
-    timers = {
-        "LDALoss": benchmark.Timer("step(lambda: criterion(u, b, t, f)['loss'])",
-                                   globals=dict(step=step, criterion=vectorised, u=u, b=b, t=t, f=f)),
-        "per-class loop": benchmark.Timer("step(lambda: loop(criterion, u, b, t, f))",
-                                          globals=dict(step=step, loop=per_class_loop_loss, criterion=looped,
-                                                       u=u, b=b, t=t, f=f)),
+    leaves = (u, b, f)
+    functions = {
+        "LDALoss": training_step(lambda: vectorised(u, b, t, f)["loss"], leaves),
+        "per-class loop": training_step(lambda: per_class_loop_loss(looped, u, b, t, f), leaves),
         # Eq. 7-8 alone: the part that vectorisation changes (both pay the same cross entropies).
-        "divergence": benchmark.Timer("step(lambda: sum(divergence(f, t)))",
-                                      globals=dict(step=step, divergence=class_divergence, f=f, t=t)),
-        "divergence loop": benchmark.Timer("step(lambda: sum(loop(f, t, 1.0)))",
-                                           globals=dict(step=step, loop=per_class_loop_divergence, f=f, t=t)),
+        "divergence": training_step(lambda: sum(class_divergence(f, t)), leaves),
+        "divergence loop": training_step(lambda: sum(per_class_loop_divergence(f, t, 1.0)), leaves),
     }
-    return {name: timer.blocked_autorange(min_run_time=1.0).median for name, timer in timers.items()}, \
-        int(t.unique().numel())
+    times, ratios = paired_rounds(functions, [("loss", "LDALoss", "per-class loop"),
+                                              ("divergence", "divergence", "divergence loop")],
+                                  rounds, min_run_time)
+    return times, ratios, int(t.unique().numel())
 
 
-def time_resnet32_step(criterion_time_batch128):
+def time_resnet32_step(criterion_time_batch128, threads):
     try:
         import timm
         import lda_cls  # noqa: F401  (registers resnet32_cifar with timm)
@@ -108,30 +131,39 @@ def time_resnet32_step(criterion_time_batch128):
 
     step_time = benchmark.Timer("train_step()", globals=dict(train_step=train_step)).blocked_autorange(
         min_run_time=3.0).median
-    print(f"\nResNet-32 CE training step, batch 128, 32x32: {step_time * 1e3:.1f} ms; "
+    print(f"\n{threads} thread(s): ResNet-32 CE training step, batch 128, 32x32: {step_time * 1e3:.1f} ms; "
           f"LDALoss (128, C=100): {criterion_time_batch128 * 1e3:.2f} ms "
           f"= {100 * criterion_time_batch128 / step_time:.2f} % of the step")
 
 
+def ratio_cell(ratios):
+    return f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f})"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--min-run-time", type=float, default=0.3, help="seconds per timing in a round")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, feature dim {FEATURE_DIM}, forward+backward, "
-          "median of blocked runs\n")
-    print("| batch | classes C | classes in batch | LDALoss (ms) | per-class loop (ms) | speed-up "
+    print(f"torch {torch.__version__}, feature dim {FEATURE_DIM}, forward+backward, {args.rounds} paired rounds; "
+          "time = median over rounds, speed-up = median of per-round ratios (min-max)\n")
+    print("| threads | batch | classes C | classes in batch | LDALoss (ms) | per-class loop (ms) | speed-up "
           "| Eq. 7-8 alone (ms) | its loop (ms) | speed-up |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    first = None
-    for batch_size, num_classes in SIZES:
-        times, present = time_loss(batch_size, num_classes)
-        first = first or times["LDALoss"]
-        print(f"| {batch_size} | {num_classes} | {present} | {times['LDALoss'] * 1e3:.2f} | "
-              f"{times['per-class loop'] * 1e3:.2f} | {times['per-class loop'] / times['LDALoss']:.1f}x | "
-              f"{times['divergence'] * 1e3:.2f} | {times['divergence loop'] * 1e3:.2f} | "
-              f"{times['divergence loop'] / times['divergence']:.1f}x |")
-    time_resnet32_step(first)
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    first = {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for batch_size, num_classes in SIZES:
+            times, ratios, present = time_loss(batch_size, num_classes, args.rounds, args.min_run_time)
+            first.setdefault(threads, times["LDALoss"])
+            print(f"| {threads} | {batch_size} | {num_classes} | {present} | {times['LDALoss'] * 1e3:.2f} | "
+                  f"{times['per-class loop'] * 1e3:.2f} | {ratio_cell(ratios['loss'])} | "
+                  f"{times['divergence'] * 1e3:.2f} | {times['divergence loop'] * 1e3:.2f} | "
+                  f"{ratio_cell(ratios['divergence'])} |", flush=True)
+    for threads, criterion_time in first.items():
+        torch.set_num_threads(threads)
+        time_resnet32_step(criterion_time, threads)
 
 
 if __name__ == "__main__":
