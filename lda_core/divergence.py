@@ -38,16 +38,20 @@ def compact_class_ids(targets: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(ids_in_sorted_order).scatter_(0, order, ids_in_sorted_order)
 
 
-def _normalize(x: torch.Tensor, eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(x / max(|x|, eps), max(|x|, eps)) row-wise, as F.normalize."""
+def _normalize(x: torch.Tensor, eps: float, in_place: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(x / max(|x|, eps), max(|x|, eps)) row-wise, as F.normalize; ``in_place`` overwrites x."""
     norm = torch.linalg.vector_norm(x, dim=1).clamp(min=eps)
-    return x / norm.unsqueeze(1), norm
+    return (x.div_(norm.unsqueeze(1)) if in_place else x / norm.unsqueeze(1)), norm
 
 
-def _normalize_backward(unit: torch.Tensor, norm: torch.Tensor, grad_unit: torch.Tensor, eps: float) -> torch.Tensor:
-    """Gradient w.r.t. x of unit = x / max(|x|, eps): the radial part is removed unless |x| was clamped."""
-    radial = (unit * grad_unit).sum(dim=1) * (norm > eps).to(unit.dtype)
-    return (grad_unit - unit * radial.unsqueeze(1)) / norm.unsqueeze(1)
+def _normalize_backward_(unit: torch.Tensor, norm: torch.Tensor, grad_unit: torch.Tensor, eps: float) -> torch.Tensor:
+    """Gradient w.r.t. x of unit = x / max(|x|, eps), written over ``grad_unit``.
+
+    The radial part is removed unless |x| was clamped. In place because every
+    caller passes a temporary of its own (fewer fresh buffers per step).
+    """
+    radial = torch.linalg.vecdot(unit, grad_unit) * (norm > eps).to(unit.dtype)
+    return grad_unit.addcmul_(unit, radial.unsqueeze(1), value=-1).div_(norm.unsqueeze(1))
 
 
 class _ClassDivergence(torch.autograd.Function):
@@ -65,7 +69,7 @@ class _ClassDivergence(torch.autograd.Function):
         unit_features, feature_norm = _normalize(features, eps)
         kept_features = features if kept is None else features * kept.unsqueeze(1)
         centre_sums = torch.zeros_like(features).index_add_(0, class_ids, kept_features)
-        unit_centres, centre_norm = _normalize(centre_sums, eps)   # row k: the direction of mu_k
+        unit_centres, centre_norm = _normalize(centre_sums, eps, in_place=True)  # row k: direction of mu_k
         own_centre = unit_centres.index_select(0, class_ids)
 
         # Eq. 7: mean over classes with two samples or more of the class mean of 1 - cos(f_i, mu).
@@ -76,9 +80,10 @@ class _ClassDivergence(torch.autograd.Function):
         hinge = (unit_centres @ unit_centres.t()).sub_(1 - margin).clamp_(min=0)
         hinge.fill_diagonal_(0)
         inter = torch.dot(pair_weight, hinge @ present)
+        active = hinge.sign_()  # the backward needs only where the hinge is active
 
         ctx.save_for_backward(class_ids, kept, sample_weight, pair_weight, present, unit_features, feature_norm,
-                              unit_centres, centre_norm, own_centre, hinge)
+                              unit_centres, centre_norm, own_centre, active)
         ctx.eps, ctx.weighted = eps, weighted
         return intra, inter
 
@@ -86,25 +91,24 @@ class _ClassDivergence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_intra, grad_inter):
         (class_ids, kept, sample_weight, pair_weight, present, unit_features, feature_norm,
-         unit_centres, centre_norm, own_centre, hinge) = ctx.saved_tensors
+         unit_centres, centre_norm, own_centre, active) = ctx.saved_tensors
         grad_cosine = (-grad_intra * sample_weight).unsqueeze(1)
         # inter = sum_kl r_k M_kl present_l (U U^T - 1 + m)_kl with r = pair_weight and M the hinge's
         # active set (symmetric). d / dU = (G + G^T) U with G = diag(r) M diag(present), i.e.
         # ((r present^T + present r^T) * M) U. Without class weights r = c present, and that is
         # 2 r * (M U) (rows of U for absent classes are 0): one matrix product, no B x B temporaries.
-        active = hinge.sign()
         grad_row = grad_inter * pair_weight
         if ctx.weighted:
             grad_gram = torch.addr(torch.outer(grad_row, present), present, grad_row).mul_(active)
             grad_unit_centres = grad_gram @ unit_centres
         else:
-            grad_unit_centres = (2 * grad_row).unsqueeze(1) * (active @ unit_centres)
+            grad_unit_centres = (active @ unit_centres).mul_((2 * grad_row).unsqueeze(1))
         grad_unit_centres.index_add_(0, class_ids, grad_cosine * unit_features)
-        grad_from_centres = _normalize_backward(unit_centres, centre_norm, grad_unit_centres, ctx.eps)
+        grad_from_centres = _normalize_backward_(unit_centres, centre_norm, grad_unit_centres, ctx.eps)
         grad_from_centres = grad_from_centres.index_select(0, class_ids)
         if kept is not None:
-            grad_from_centres = grad_from_centres * kept.unsqueeze(1)
-        grad_features = _normalize_backward(unit_features, feature_norm, grad_cosine * own_centre, ctx.eps)
+            grad_from_centres.mul_(kept.unsqueeze(1))
+        grad_features = _normalize_backward_(unit_features, feature_norm, grad_cosine * own_centre, ctx.eps)
         return grad_features.add_(grad_from_centres), None, None, None, None, None, None, None, None
 
 
