@@ -2,17 +2,18 @@
 
 The baseline below is the straightforward way to write the same terms (one
 Python iteration per class present in the batch, boolean-mask indexing, as in
-the official code), checked to give the same value. Each size is measured in
-paired rounds: every round times LDALoss and the loop back to back (in
-alternating order), and the speed-up is the median of the per-round ratios, so
-the load of a shared machine mostly cancels out. Gradients are reset to None
+the official code), checked to give the same value. The two are timed
+interleaved, one loop call then as many LDALoss calls as take about as long,
+and the speed-up is the median of those paired ratios, so the drifting speed of
+a shared machine mostly cancels out. Gradients are reset to None
 after each step, as ``optimizer.zero_grad()`` does. A last row compares LDALoss
 with a whole ResNet-32 training step at batch 128.
 
-    python benchmarks/bench_loss.py [--threads 1 2] [--rounds 7]
+    python benchmarks/bench_loss.py [--threads 2 1] [--seconds 20] [--sizes 256x1000]
 """
 import argparse
 import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -74,23 +75,35 @@ def training_step(loss_fn, leaves):
     return run
 
 
-def paired_rounds(functions, pairs, rounds, min_run_time):
-    """Median time of each function, and per (label, fast, baseline) pair the per-round ratios baseline / fast."""
-    times = {name: [] for pair in pairs for name in pair[1:]}
-    ratios = {pair[0]: [] for pair in pairs}
-    for round_index in range(rounds):
-        for label, fast, baseline in pairs:
-            order = (fast, baseline) if round_index % 2 == 0 else (baseline, fast)
-            measured = {}
-            for name in order:
-                measured[name] = benchmark.Timer("run()", globals=dict(run=functions[name])).blocked_autorange(
-                    min_run_time=min_run_time).median
-                times[name].append(measured[name])
-            ratios[label].append(measured[baseline] / measured[fast])
-    return {name: statistics.median(values) for name, values in times.items()}, ratios
+def interleaved(fast, baseline, seconds):
+    """Per-call times of ``fast`` and ``baseline``, measured alternately.
+
+    Each pair is one baseline call and, right after it, enough fast calls to take
+    about as long, so both see the machine in the same state; the speed of this
+    shared machine drifts within seconds, which one-function-at-a-time timers
+    (torch.utils.benchmark.Timer) cannot pair away.
+    """
+    for function in (fast, baseline):  # warm-up
+        function()
+    start = time.perf_counter()
+    baseline()
+    middle = time.perf_counter()
+    fast()
+    calls = max(1, round((middle - start) / (time.perf_counter() - middle)))
+    fast_times, baseline_times = [], []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(fast_times) < 3:
+        start = time.perf_counter()
+        baseline()
+        middle = time.perf_counter()
+        for _ in range(calls):
+            fast()
+        baseline_times.append(middle - start)
+        fast_times.append((time.perf_counter() - middle) / calls)
+    return fast_times, baseline_times
 
 
-def time_loss(batch_size, num_classes, rounds, min_run_time):
+def time_loss(batch_size, num_classes, seconds):
     counts = (1000 * 100 ** (-torch.arange(num_classes) / (num_classes - 1))).floor()
     vectorised, looped = LDALoss(counts, window=10), LDALoss(counts, window=10)
     u, b, t, f = make_inputs(batch_size, num_classes)
@@ -104,10 +117,13 @@ def time_loss(batch_size, num_classes, rounds, min_run_time):
         "divergence": training_step(lambda: sum(class_divergence(f, t)), leaves),
         "divergence loop": training_step(lambda: sum(per_class_loop_divergence(f, t, 1.0)), leaves),
     }
-    times, ratios = paired_rounds(functions, [("loss", "LDALoss", "per-class loop"),
-                                              ("divergence", "divergence", "divergence loop")],
-                                  rounds, min_run_time)
-    return times, ratios, int(t.unique().numel())
+    results = {}
+    for label, fast, baseline in (("loss", "LDALoss", "per-class loop"),
+                                  ("divergence", "divergence", "divergence loop")):
+        fast_times, baseline_times = interleaved(functions[fast], functions[baseline], seconds)
+        results[label] = (statistics.median(fast_times), statistics.median(baseline_times),
+                          [b / f for f, b in zip(fast_times, baseline_times)])
+    return results, int(t.unique().numel())
 
 
 def time_resnet32_step(criterion_time_batch128, threads):
@@ -137,31 +153,37 @@ def time_resnet32_step(criterion_time_batch128, threads):
 
 
 def ratio_cell(ratios):
-    return f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f})"
+    deciles = statistics.quantiles(ratios, n=10)
+    return f"{statistics.median(ratios):.1f}x ({deciles[0]:.1f}-{deciles[-1]:.1f})"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--min-run-time", type=float, default=0.3, help="seconds per timing in a round")
+    parser.add_argument("--seconds", type=float, default=20.0, help="interleaved timing per size and pair")
+    parser.add_argument("--sizes", nargs="+", default=[f"{b}x{c}" for b, c in SIZES],
+                        help="BATCHxCLASSES, e.g. 256x1000")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, feature dim {FEATURE_DIM}, forward+backward, {args.rounds} paired rounds; "
-          "time = median over rounds, speed-up = median of per-round ratios (min-max)\n")
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
+    print(f"torch {torch.__version__}, feature dim {FEATURE_DIM}, forward+backward, interleaved for "
+          f"{args.seconds:g} s per size; time = median per call, speed-up = median of the paired ratios "
+          "(10th-90th percentile)\n")
     print("| threads | batch | classes C | classes in batch | LDALoss (ms) | per-class loop (ms) | speed-up "
           "| Eq. 7-8 alone (ms) | its loop (ms) | speed-up |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    first = {}
+    at_cifar_size = {}  # LDALoss time at (128, C=100), for the ResNet-32 comparison
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for batch_size, num_classes in SIZES:
-            times, ratios, present = time_loss(batch_size, num_classes, args.rounds, args.min_run_time)
-            first.setdefault(threads, times["LDALoss"])
-            print(f"| {threads} | {batch_size} | {num_classes} | {present} | {times['LDALoss'] * 1e3:.2f} | "
-                  f"{times['per-class loop'] * 1e3:.2f} | {ratio_cell(ratios['loss'])} | "
-                  f"{times['divergence'] * 1e3:.2f} | {times['divergence loop'] * 1e3:.2f} | "
-                  f"{ratio_cell(ratios['divergence'])} |", flush=True)
-    for threads, criterion_time in first.items():
+        for batch_size, num_classes in sizes:
+            results, present = time_loss(batch_size, num_classes, args.seconds)
+            (loss_time, loop_time, loss_ratios), (div_time, div_loop_time, div_ratios) = \
+                results["loss"], results["divergence"]
+            if (batch_size, num_classes) == (128, 100):
+                at_cifar_size[threads] = loss_time
+            print(f"| {threads} | {batch_size} | {num_classes} | {present} | {loss_time * 1e3:.2f} | "
+                  f"{loop_time * 1e3:.2f} | {ratio_cell(loss_ratios)} | {div_time * 1e3:.2f} | "
+                  f"{div_loop_time * 1e3:.2f} | {ratio_cell(div_ratios)} |", flush=True)
+    for threads, criterion_time in at_cifar_size.items():
         torch.set_num_threads(threads)
         time_resnet32_step(criterion_time, threads)
 
