@@ -20,7 +20,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_loss import make_inputs  # noqa: E402
+from bench_loss import make_inputs, training_step  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 
@@ -41,19 +41,15 @@ def import_revision(revision: str, workdir: str):
     return importlib.import_module("lda_core_at_revision")
 
 
-def training_step(module, part, counts, inputs):
+def loss_step(module, part, counts, inputs):
+    """One forward + backward of ``module``'s LDALoss (or its divergence alone)."""
     unbalanced, balanced, targets, features = inputs
     criterion = module.LDALoss(counts, window=10)
     if part == "loss":
         loss = lambda: criterion(unbalanced, balanced, targets, features)["loss"]
     else:
         loss = lambda: sum(module.class_divergence(features, targets))
-
-    def run():
-        loss().backward()
-        for leaf in (unbalanced, balanced, features):
-            leaf.grad = None
-    return run
+    return training_step(loss, (unbalanced, balanced, features))
 
 
 def main():
@@ -71,8 +67,8 @@ def main():
     inputs = make_inputs(batch_size, num_classes)
     import lda_core
     with tempfile.TemporaryDirectory() as workdir:
-        steps = {args.revision: training_step(import_revision(args.revision, workdir), args.part, counts, inputs),
-                 "working tree": training_step(lda_core, args.part, counts, inputs)}
+        steps = {args.revision: loss_step(import_revision(args.revision, workdir), args.part, counts, inputs),
+                 "working tree": loss_step(lda_core, args.part, counts, inputs)}
         times = {name: [] for name in steps}
         for round_index in range(args.rounds):
             for name, step in (steps.items() if round_index % 2 else reversed(list(steps.items()))):
