@@ -35,8 +35,8 @@ Global batch. Under ``torch.distributed`` (and ``global_batch=True``, the defaul
 every rank's loss is its share of the loss of one process on the concatenated
 global batch, the official code's ``DataParallel`` semantics: the means and the
 official sum run over the valid samples of all ranks, the class centres of Eq. 7-8
-come from the all-gathered features (``torch.distributed.nn.functional.all_gather``,
-whose backward sums the ranks' gradients), and the shares are scaled so that DDP's
+come from the all-gathered features (``lda_core.distributed``, whose backward
+sums the ranks' gradients), and the shares are scaled so that DDP's
 gradient *averaging* yields exactly the one-process gradient. Every rank must pass the
 same batch size B; pad with ``valid=False`` where the numbers of samples differ.
 """
@@ -44,12 +44,12 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
 from .arguments import finite_number
 from .balance import AccuracyGapWindow, correct_counts
 from .cross_entropy import cross_entropy_and_top1
+from .distributed import gather_rows, gather_rows_with_grad, world_size as global_world_size
 from .divergence import at_least_float32, class_divergence
 
 SCALINGS = ("official", "normalized", "calibrated")
@@ -57,18 +57,6 @@ SCALINGS = ("official", "normalized", "calibrated")
 # balanced risk is a mean over the batch.
 _MEAN_RISK_SCALINGS = ("normalized", "calibrated")
 
-
-def _global_world_size() -> int:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
-
-
-def _gather_rows(tensor: torch.Tensor) -> torch.Tensor:
-    """All ranks' ``tensor`` concatenated along dim 0 (equal shapes required), no gradient."""
-    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, tensor.contiguous())
-    return torch.cat(gathered)
 
 
 def _check_inputs(unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor,
@@ -185,7 +173,7 @@ class LDALoss(nn.Module):
         unbalanced_logits = at_least_float32(unbalanced_logits)
         balanced_logits = at_least_float32(balanced_logits)
         dtype = unbalanced_logits.dtype
-        world_size = _global_world_size() if self.global_batch else 1
+        world_size = global_world_size() if self.global_batch else 1
         balanced_weights = self.class_weights.to(dtype)[targets]
         if valid is None and world_size == 1:
             # The batch size is known on the host: the weights of both means are plain numbers.
@@ -256,8 +244,8 @@ class LDALoss(nn.Module):
         if world_size == 1:
             return class_divergence(features, targets, margin=self.margin, valid=valid, class_weights=class_weights)
         kept = torch.ones_like(targets) if valid is None else valid.to(targets.dtype)
-        labels = _gather_rows(torch.stack([targets, kept], dim=1))
-        all_features = torch.cat(dist_nn.all_gather(features))
+        labels = gather_rows(torch.stack([targets, kept], dim=1))
+        all_features = gather_rows_with_grad(features)
         return class_divergence(all_features, labels[:, 0], margin=self.margin, valid=labels[:, 1].bool(),
                                 class_weights=class_weights)
 
