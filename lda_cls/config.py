@@ -51,6 +51,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.MODEL.IN_CHANS = 1  # input channels
     cfg.MODEL.PRETRAINED_FILE = ""  # local ImageNet weights for the backbone (Places-LT: resnet152)
     cfg.MODEL.FREEZE = "none"  # "none" | "all_but_last_block" (Places-LT: only the last residual block trains)
+    cfg.MODEL.ZERO_INIT_LAST = True  # timm ResNets: last BN per block at 0; False: at 1 (official lib/backbone/resnext.py)
     cfg.MODEL.BIAS = True  # bias of the classifiers h and h'
     cfg.MODEL.PROJECTION = CN()
     cfg.MODEL.PROJECTION.ENABLED = True  # projection head p, whose output feeds intra/inter (Eq. 7, 8)
@@ -73,7 +74,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.SOLVER.BATCH_SIZE = 64  # global batch size, split evenly over the processes
     cfg.SOLVER.BASE_LR = 0.05  # learning rate after warm-up
     cfg.SOLVER.MOMENTUM = 0.9  # SGD momentum
-    cfg.SOLVER.NESTEROV = False  # Nesterov momentum
+    cfg.SOLVER.NESTEROV = False  # Nesterov momentum; Base-*.yaml: True (official lib/utils/utils.py get_optimizer)
     cfg.SOLVER.WEIGHT_DECAY = 5e-4  # L2 weight decay
     cfg.SOLVER.SCHEDULER = "cosine"  # timm scheduler: "cosine" | "multistep" (stepped every iteration)
     cfg.SOLVER.MILESTONES = [160, 180]  # multistep: epochs at which the lr is multiplied by DECAY_RATE

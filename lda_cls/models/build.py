@@ -53,7 +53,15 @@ def build_model(cfg, num_classes: int) -> LongTailClassifier:
             raise FileNotFoundError(f"MODEL.PRETRAINED_FILE not found: {path}")
         # timm reads the local file and drops the ImageNet classifier (num_classes=0).
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=path))
-    backbone = timm.create_model(cfg.MODEL.BACKBONE, **kwargs)
+    if not cfg.MODEL.ZERO_INIT_LAST:
+        kwargs["zero_init_last"] = False  # timm ResNets only; others do not take the argument
+    try:
+        backbone = timm.create_model(cfg.MODEL.BACKBONE, **kwargs)
+    except TypeError as error:
+        if "zero_init_last" not in str(error):
+            raise
+        raise ValueError(f"MODEL.ZERO_INIT_LAST False: backbone {cfg.MODEL.BACKBONE!r} takes no zero_init_last "
+                         f"(timm ResNet-family only); leave the key True") from error
     if cfg.MODEL.FREEZE == "all_but_last_block":
         freeze_all_but_last_block(backbone)
     elif cfg.MODEL.FREEZE != "none":

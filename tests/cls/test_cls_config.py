@@ -74,3 +74,21 @@ def test_every_key_has_a_comment():
     for line in inspect.getsource(config.add_lda_cls_config).splitlines():
         if "cfg." in line and "=" in line and "CN()" not in line:
             assert "#" in line, f"config key without a comment: {line.strip()}"
+
+
+@pytest.mark.parametrize("dataset", ["cifar10_lt", "cifar100_lt", "imagenet_lt", "places_lt", "imagefolder_lt"])
+def test_benchmark_configs_use_nesterov_sgd_as_the_official_trainer(dataset):
+    cfg = cfg_for("--dataset", dataset)
+    assert cfg.SOLVER.NESTEROV is True and cfg.SOLVER.MOMENTUM == 0.9
+    model = torch.nn.Linear(2, 2, bias=False)
+    optimizer = build_optimizer(cfg, model)
+    assert optimizer.param_groups[0]["nesterov"] is True
+    # One step by hand from w = 1 with gradient 1: g = 1 + wd * w, the momentum buffer b = g, and
+    # Nesterov moves by lr (g + momentum b) = lr g (1 + momentum); plain momentum would move by lr g.
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    optimizer.param_groups[0]["lr"] = 0.1
+    model.weight.grad = torch.ones_like(model.weight)
+    optimizer.step()
+    g = 1.0 + cfg.SOLVER.WEIGHT_DECAY
+    assert torch.allclose(model.weight, torch.full_like(model.weight, 1.0 - 0.1 * g * (1 + 0.9)))

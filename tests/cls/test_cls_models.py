@@ -118,3 +118,22 @@ def test_places_rule_loads_local_weights_and_trains_only_the_last_block(tmp_path
     cfg.MODEL.FREEZE = "everything"
     with pytest.raises(ValueError, match="MODEL.FREEZE"):
         build_model(cfg, 5)
+
+
+def test_imagenet_lt_resnext_starts_its_last_block_bns_at_one_as_the_official_model():
+    from lda_cls.train import build_parser, setup_cfg
+
+    cfg = setup_cfg(build_parser().parse_args(["--dataset", "imagenet_lt"]))
+    assert cfg.MODEL.ZERO_INIT_LAST is False
+    model = build_model(cfg, num_classes=10)
+    last_bns = [block.bn3.weight for stage in (model.backbone.layer1, model.backbone.layer4) for block in stage]
+    assert all(torch.equal(w, torch.ones_like(w)) for w in last_bns)
+    # timm's default (the key's default) zeroes them.
+    cfg.defrost()
+    cfg.MODEL.BACKBONE, cfg.MODEL.ZERO_INIT_LAST = "resnet18", True
+    assert torch.equal(build_model(cfg, 10).backbone.layer1[0].bn2.weight, torch.zeros(64))
+    cfg.MODEL.ZERO_INIT_LAST = False
+    assert torch.equal(build_model(cfg, 10).backbone.layer1[0].bn2.weight, torch.ones(64))
+    cfg.MODEL.BACKBONE = "mobilenetv3_small_050"  # no zero_init_last argument
+    with pytest.raises(ValueError, match="MODEL.ZERO_INIT_LAST"):
+        build_model(cfg, 10)
