@@ -51,6 +51,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.MODEL.IN_CHANS = 1  # input channels
     cfg.MODEL.PRETRAINED_FILE = ""  # local ImageNet weights for the backbone (Places-LT: resnet152)
     cfg.MODEL.FREEZE = "none"  # "none" | "all_but_last_block" (Places-LT: only the last residual block trains)
+    cfg.MODEL.FROZEN_BN = "train"  # BN of frozen layers: "train" batch statistics (official Places trainer) | "frozen"
     cfg.MODEL.ZERO_INIT_LAST = True  # timm ResNets: last BN per block at 0; False: at 1 (official lib/backbone/resnext.py)
     cfg.MODEL.BIAS = True  # bias of the classifiers h and h'
     cfg.MODEL.PROJECTION = CN()

@@ -44,6 +44,7 @@ def test_imagenet_and_places_settings():
     assert (cfg.MODEL.BACKBONE, cfg.MODEL.FREEZE, cfg.LDA.GAMMA, cfg.LDA.BETA) == \
         ("resnet152", "all_but_last_block", 0.6, 0.5)
     assert cfg.MODEL.PRETRAINED_FILE and cfg.DATASET.VAL_SPLIT_FILE.endswith("Places_LT_val.txt")
+    assert cfg.MODEL.FROZEN_BN == "train"  # the official trainer's batch statistics
 
 
 def test_lda_keys_reach_the_loss():

@@ -105,11 +105,32 @@ def test_places_rule_loads_local_weights_and_trains_only_the_last_block(tmp_path
     assert {n for n, _ in model.backbone.layer4[1].named_parameters(prefix="backbone.layer4.1")} <= trainable
     assert sum(p.numel() for n, p in model.named_parameters() if n in trainable) == \
         count(model.backbone.layer4[1]) + count(model.head)
-    # Frozen BatchNorms keep their ImageNet statistics in training mode.
+    # MODEL.FROZEN_BN "train" (the default and the official trainer's): the frozen layers' BatchNorms
+    # normalise with batch statistics and update their running estimates; their affine parameters stay put.
+    assert cfg.MODEL.FROZEN_BN == "train" and isinstance(model.backbone.bn1, nn.BatchNorm2d)
+    assert not model.backbone.bn1.weight.requires_grad
     model.train()
+    images = torch.randn(2, 3, 64, 64)
+    stem = model.backbone.conv1(images)
+    batch_mean = stem.mean(dim=(0, 2, 3))
+    normalised = (stem - batch_mean[None, :, None, None]) / torch.sqrt(
+        stem.var(dim=(0, 2, 3), unbiased=False)[None, :, None, None] + model.backbone.bn1.eps)
+    bn = model.backbone.bn1
+    expected = normalised * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
+    before = bn.running_mean.clone()
+    assert torch.allclose(bn(stem), expected, atol=1e-4)
+    assert torch.allclose(bn.running_mean, 0.9 * before + 0.1 * batch_mean, atol=1e-5)
+    # "frozen": FrozenBatchNorm2d, the ImageNet statistics stay put in training mode.
+    cfg.MODEL.FROZEN_BN = "frozen"
+    model = build_model(cfg, num_classes=5).train()
     before = model.backbone.bn1.running_mean.clone()
-    model(torch.randn(2, 3, 64, 64))
+    model(images)
     assert torch.equal(model.backbone.bn1.running_mean, before)
+    assert {name for name, p in model.named_parameters() if p.requires_grad} == trainable
+    cfg.MODEL.FROZEN_BN = "imagenet"
+    with pytest.raises(ValueError, match="MODEL.FROZEN_BN"):
+        build_model(cfg, 5)
+    cfg.MODEL.FROZEN_BN = "train"
 
     cfg.MODEL.PRETRAINED_FILE = str(tmp_path / "missing.pth")
     with pytest.raises(FileNotFoundError, match="missing.pth"):
