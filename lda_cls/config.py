@@ -33,6 +33,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.DATASET.TRAIN_SPLIT_FILE = ""  # imagenet_lt / places_lt: "relative/path label" per line
     cfg.DATASET.VAL_SPLIT_FILE = ""  # validation split file: model selection
     cfg.DATASET.TEST_SPLIT_FILE = ""  # test split file: the reported number
+    cfg.DATASET.PLACES_LAYOUT = "auto"  # places_lt images: "listed" | "release" | "auto" (lda_cls/data/places365.py)
     cfg.DATASET.DIGITS_TEST_PER_CLASS = 50  # digits_lt: balanced held-out test images per class
     cfg.DATASET.NUM_WORKERS = 0  # DataLoader workers per process (in-memory datasets need none)
 
