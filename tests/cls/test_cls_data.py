@@ -316,3 +316,22 @@ def test_places_lt_reads_both_places365_layouts(tmp_path, layout):
     cfg.DATASET.PLACES_LAYOUT = "data_256"
     with pytest.raises(ValueError, match="DATASET.PLACES_LAYOUT"):
         build_dataset(cfg, "train")
+
+
+def test_a_missing_test_image_stops_the_run_before_the_first_epoch(tmp_path, write_image_tree):
+    from lda_cls.train import main as train_main
+
+    root = tmp_path / "imagenet"
+    write_image_tree(str(root / "train"), [6, 4], prefix="n")
+    lines = [f"train/n{label:02d}/img_{i:03d}.png {label}" for label, n in enumerate([6, 4]) for i in range(n)]
+    files = {name: write_split(tmp_path / f"{name}.txt", lines) for name in ("train", "val")}
+    files["test"] = write_split(tmp_path / "test.txt", lines[:2] + ["val/n01/lost.png 1"])
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match=r"1 of the 3 images listed by imagenet_lt test split .*test.txt "
+                                                r"are missing under .*: .*val/n01/lost.png$"):
+        train_main(["--dataset", "imagenet_lt", "--data-root", str(root), "--output-dir", str(out),
+                    "DATASET.NUM_CLASSES", "2", "DATASET.TRAIN_SPLIT_FILE", files["train"],
+                    "DATASET.VAL_SPLIT_FILE", files["val"], "DATASET.TEST_SPLIT_FILE", files["test"],
+                    "DATASET.NUM_WORKERS", "0", "MODEL.BACKBONE", "resnet8_cifar", "INPUT.SIZE", "8",
+                    "INPUT.TEST_RESIZE", "8", "SOLVER.BATCH_SIZE", "4", "SOLVER.EPOCHS", "1"])
+    assert not (out / "metrics.jsonl").exists() and not (out / "last_checkpoint.pth").exists()
