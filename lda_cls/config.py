@@ -33,6 +33,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.DATASET.TRAIN_SPLIT_FILE = ""  # imagenet_lt / places_lt: "relative/path label" per line
     cfg.DATASET.VAL_SPLIT_FILE = ""  # validation split file: model selection
     cfg.DATASET.TEST_SPLIT_FILE = ""  # test split file: the reported number
+    cfg.DATASET.PLACES_LAYOUT = "auto"  # places_lt images: "listed" | "release" | "auto" (lda_cls/data/places365.py)
     cfg.DATASET.DIGITS_TEST_PER_CLASS = 50  # digits_lt: balanced held-out test images per class
     cfg.DATASET.NUM_WORKERS = 0  # DataLoader workers per process (in-memory datasets need none)
 
@@ -51,6 +52,8 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.MODEL.IN_CHANS = 1  # input channels
     cfg.MODEL.PRETRAINED_FILE = ""  # local ImageNet weights for the backbone (Places-LT: resnet152)
     cfg.MODEL.FREEZE = "none"  # "none" | "all_but_last_block" (Places-LT: only the last residual block trains)
+    cfg.MODEL.FROZEN_BN = "train"  # BN of frozen layers: "train" batch statistics (official Places trainer) | "frozen"
+    cfg.MODEL.ZERO_INIT_LAST = True  # timm ResNets: last BN per block at 0; False: at 1 (official lib/backbone/resnext.py)
     cfg.MODEL.BIAS = True  # bias of the classifiers h and h'
     cfg.MODEL.PROJECTION = CN()
     cfg.MODEL.PROJECTION.ENABLED = True  # projection head p, whose output feeds intra/inter (Eq. 7, 8)
@@ -73,7 +76,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.SOLVER.BATCH_SIZE = 64  # global batch size, split evenly over the processes
     cfg.SOLVER.BASE_LR = 0.05  # learning rate after warm-up
     cfg.SOLVER.MOMENTUM = 0.9  # SGD momentum
-    cfg.SOLVER.NESTEROV = False  # Nesterov momentum
+    cfg.SOLVER.NESTEROV = False  # Nesterov momentum; Base-*.yaml: True (official lib/utils/utils.py get_optimizer)
     cfg.SOLVER.WEIGHT_DECAY = 5e-4  # L2 weight decay
     cfg.SOLVER.SCHEDULER = "cosine"  # timm scheduler: "cosine" | "multistep" (stepped every iteration)
     cfg.SOLVER.MILESTONES = [160, 180]  # multistep: epochs at which the lr is multiplied by DECAY_RATE

@@ -17,6 +17,8 @@ from fvcore.common.registry import Registry
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .file_check import check_files_exist
+from .places365 import places365_release_path, resolve_places_layout
 from .profile import subsample_long_tail
 
 __all__ = ["DATASET_REGISTRY", "build_dataset", "TensorImageDataset", "FileListDataset",
@@ -83,8 +85,12 @@ def scan_image_folder(directory: str) -> Tuple[List[str], List[Tuple[str, int]]]
         raise ValueError(f"image folder {directory} has no class sub-folders")
     samples = []
     for label, name in enumerate(classes):
-        files = sorted(f for f in os.listdir(os.path.join(directory, name))
-                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        with os.scandir(os.path.join(directory, name)) as listing:
+            files = sorted(entry.name for entry in listing
+                           if entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file())
+        if not files:  # a zero-image class would skew the imbalance ratio and the shot groups
+            raise ValueError(f"class folder {os.path.join(directory, name)} has no images "
+                             f"({', '.join(IMAGE_EXTENSIONS)}); remove it or add its images")
         samples.extend((os.path.join(name, f), label) for f in files)
     return classes, samples
 
@@ -247,7 +253,16 @@ def _split_file_dataset(cfg, split: str, load_images: bool, default_classes: int
                   "test": cfg.DATASET.TEST_SPLIT_FILE}[split]
     num_classes = cfg.DATASET.NUM_CLASSES or default_classes
     samples = parse_split_file(split_file, num_classes)
-    transform = build_file_transform(cfg, train=(split == "train")) if load_images else None
+    transform = None
+    if load_images:
+        source = f"{cfg.DATASET.NAME} {split} split {split_file}"
+        if cfg.DATASET.NAME == "places_lt":
+            layout = resolve_places_layout(root, samples, cfg.DATASET.PLACES_LAYOUT, source)
+            if layout == "release":
+                samples = [(places365_release_path(path), label) for path, label in samples]
+            source += f" (Places-365 layout {layout!r})"
+        check_files_exist(root, [path for path, _ in samples], source)  # now, not after the training epochs
+        transform = build_file_transform(cfg, train=(split == "train"))
     return FileListDataset(root, samples, transform), num_classes
 
 
@@ -259,7 +274,8 @@ def imagenet_lt(cfg, split: str, load_images: bool = True):
 
 @DATASET_REGISTRY.register()
 def places_lt(cfg, split: str, load_images: bool = True):
-    """Places-LT (Liu et al. 2019): Places_LT_{train,val,test}.txt under the Places-365 root."""
+    """Places-LT (Liu et al. 2019): Places_LT_{train,val,test}.txt under the Places-365 root
+    in either layout of ``places365`` (DATASET.PLACES_LAYOUT)."""
     return _split_file_dataset(cfg, split, load_images, 365)
 
 
