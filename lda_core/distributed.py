@@ -3,7 +3,7 @@
 Why not ``torch.distributed.nn.functional.all_gather``: torch 2.14 deprecates it, and its
 suggested replacement in ``torch.distributed._functional_collectives`` is private and has
 changed names between the torch versions we run (2.11 on GPUs, 2.14 here). What LDA needs
-is small: the forward is ``all_gather_into_tensor``; the backward gives each rank the *sum*
+is small: the forward is an all-gather into one tensor; the backward gives each rank the *sum*
 over ranks of the gradients with respect to its own rows (every rank computes the same loss
 on the gathered rows), a reduce-scatter where the backend has one (NCCL), else an
 all-reduce and this rank's slice (gloo).
@@ -12,6 +12,10 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["world_size", "gather_rows", "gather_rows_with_grad"]
+
+# torch 2.14 renames the tensor collectives (the old names warn); torch 2.11 has only the old ones.
+_all_gather_rows = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+_reduce_scatter_rows = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
 
 def world_size() -> int:
@@ -24,7 +28,7 @@ def world_size() -> int:
 def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
     """All ranks' ``tensor`` (same shape on every rank) concatenated along dim 0; no gradient."""
     gathered = tensor.new_empty((world_size() * tensor.shape[0],) + tuple(tensor.shape[1:]))
-    dist.all_gather_into_tensor(gathered, tensor.contiguous())
+    _all_gather_rows(gathered, tensor.contiguous())
     return gathered
 
 
@@ -39,7 +43,7 @@ class _GatherRows(torch.autograd.Function):
         grad_gathered = grad_gathered.contiguous()
         if dist.get_backend() == dist.Backend.NCCL:
             grad = grad_gathered.new_empty((ctx.rows,) + tuple(grad_gathered.shape[1:]))
-            dist.reduce_scatter_tensor(grad, grad_gathered)
+            _reduce_scatter_rows(grad, grad_gathered)
             return grad
         dist.all_reduce(grad_gathered)
         start = dist.get_rank() * ctx.rows
