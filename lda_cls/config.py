@@ -4,9 +4,11 @@ The defaults are the embedded ``digits_lt`` demo (what ``python -m lda_cls.train
 runs with no arguments); configs/cls/*.yaml state what each benchmark changes.
 Paper symbols refer to Peng et al., "Long-tailed Distribution Adaptation", ACM MM 2021.
 """
+from pathlib import Path
+
 from fvcore.common.config import CfgNode as CN
 
-__all__ = ["get_cfg", "add_lda_cls_config"]
+__all__ = ["get_cfg", "add_lda_cls_config", "configs_root"]
 
 
 def add_lda_cls_config(cfg: CN) -> None:
@@ -99,3 +101,14 @@ def get_cfg() -> CN:
     cfg = CN()
     add_lda_cls_config(cfg)
     return cfg
+
+
+def configs_root() -> Path:
+    """The configs/ tree (cls/*.yaml under it): package data of an installed lda_cls, else a checkout's.
+
+    setup.py maps the repository's configs/ to lda_cls/configs/ in the wheel; in a
+    checkout (or an editable install) configs/ is next to the package.
+    """
+    package = Path(__file__).resolve().parent
+    installed = package / "configs"
+    return installed if installed.is_dir() else package.parent / "configs"

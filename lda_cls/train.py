@@ -7,13 +7,11 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import List, Optional
 
-from .config import get_cfg
+from .config import configs_root, get_cfg
 
-# configs/ lives next to the package in the repository (detectron2's layout).
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "cls"
+CONFIG_DIR = configs_root() / "cls"  # the installed package's, or the checkout's configs/cls
 DATASETS = ("digits_lt", "cifar10_lt", "cifar100_lt", "imagenet_lt", "places_lt", "imagefolder_lt")
 
 
