@@ -3,8 +3,13 @@
 Files in the output directory:
   log.txt, metrics.jsonl (one JSON object per logged step and per evaluation),
   tensorboard/, config.yaml, last_checkpoint.pth (everything --resume needs),
-  model_best.pth (best validation top-1 of h), model_deploy.pth (backbone + h),
-  results.json (test split, best checkpoint).
+  model_best.pth (the selected weights: best validation top-1 of h where the
+  dataset has a validation split, else the final epoch), model_deploy.pth
+  (backbone + h), results.json (test split, selected weights).
+
+The test split never selects anything that results.json reports as its headline:
+without a validation split the headline is the final epoch, and the best epoch
+on test is reported apart, as "test_selected".
 """
 import json
 import os
@@ -60,10 +65,9 @@ class Trainer:
         self.num_classes = num_classes
         self.class_counts = class_counts_of(train_set, num_classes)
         self.test_set, _ = build_dataset(cfg, "test")
-        # CIFAR, digits and image folders have no validation split: model selection uses the test set
-        # (the benchmarks' convention), and its evaluation is not repeated at the end.
-        self.val_is_test = cfg.DATASET.NAME not in ("imagenet_lt", "places_lt")
-        self.val_set = self.test_set if self.val_is_test else build_dataset(cfg, "val")[0]
+        # None for CIFAR and image folders without val/: then nothing is selected, the final epoch is reported.
+        self.val_set = build_dataset(cfg, "val")[0]
+        self.selection_split = "val" if self.val_set is not None else "test"
         in_memory = isinstance(train_set, TensorImageDataset)
         self.train_preprocess = BatchPreprocess.from_config(cfg, train=True, in_memory=in_memory).to(self.device)
         self.test_preprocess = BatchPreprocess.from_config(cfg, train=False, in_memory=in_memory).to(self.device)
@@ -148,9 +152,15 @@ class Trainer:
                     if value is not None:
                         writer.add_scalar(f"{split}/{classifier}/{key}", value, epoch)
 
-    def _results(self, test_result: dict, best_epoch: int, best_val: float) -> dict:
+    def _results(self, test_result: dict, selected_epoch: int, best_val: float,
+                 test_selected: Optional[dict]) -> dict:
         counts = np.asarray(self.class_counts)
         groups = shot_groups(counts, self.cfg.TEST.MANY_THRESHOLD, self.cfg.TEST.FEW_THRESHOLD)
+        has_val = self.val_set is not None
+        extra = {}
+        if test_selected is not None:
+            extra["test_selected"] = {**test_selected, "note": "best epoch picked on the test split itself: an "
+                                      "optimistic figure, not a held-out result; the headline is the final epoch"}
         return {
             **test_result,
             "dataset": self.cfg.DATASET.NAME,
@@ -162,8 +172,10 @@ class Trainer:
             "num_test_images": len(self.test_set),
             "num_classes": self.num_classes,
             "split_classes": {name: int((groups == g).sum()) for g, name in enumerate(("many", "medium", "few"))},
-            "best_epoch": best_epoch,
-            "best_val_top1": best_val,
+            "model_selection": "best validation top-1 of h" if has_val else "none: final epoch (no validation split)",
+            "selected_epoch": selected_epoch,
+            "best_val_top1": best_val if has_val else None,
+            **extra,
         }
 
     # ------------------------------------------------------------- training
@@ -180,6 +192,7 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
 
         start_epoch, global_step, best_top1, best_epoch = 0, 0, -1.0, -1
+        test_selected = None  # without a validation split: the best epoch on test, reported apart
         last_path = os.path.join(self.output_dir, LAST_CHECKPOINT)
         if resume:
             if not os.path.isfile(last_path):
@@ -192,6 +205,7 @@ class Trainer:
             scaler.load_state_dict(state["scaler"])
             start_epoch, global_step = state["epoch"], state["iteration"]
             best_top1, best_epoch = state["best_top1"], state["best_epoch"]
+            test_selected = state.get("test_selected")
             set_rng_state(state["rng"][min(rank(), len(state["rng"]) - 1)])
             self.logger.info(f"resumed from {last_path} at epoch {start_epoch}")
         else:
@@ -257,13 +271,18 @@ class Trainer:
 
             finished = epoch + 1 == cfg.SOLVER.EPOCHS
             if (epoch + 1) % cfg.TEST.EVAL_PERIOD == 0 or finished:
-                val_result = self.evaluate("val")
-                self._log_eval(writer, epoch + 1, "val", val_result)
-                top1 = val_result["balanced"]["top1"]
-                if top1 > best_top1:
+                split = self.selection_split
+                result = self.evaluate(split)
+                self._log_eval(writer, epoch + 1, split, result)
+                top1 = result["balanced"]["top1"]
+                if split == "test" and (test_selected is None or top1 > test_selected["balanced"]["top1"]):
+                    test_selected = {"epoch": epoch + 1, **result}
+                # Selected weights: the best on validation, or without a validation split the final epoch.
+                selected = top1 > best_top1 if split == "val" else finished
+                if selected:
                     best_top1, best_epoch = top1, epoch + 1
                     if is_main_process():
-                        atomic_save({"model": self.model.state_dict(), "epoch": epoch + 1, "val": val_result},
+                        atomic_save({"model": self.model.state_dict(), "epoch": epoch + 1, split: result},
                                     os.path.join(self.output_dir, BEST_CHECKPOINT))
             if (epoch + 1) % cfg.CHECKPOINT_PERIOD == 0 or finished or epoch + 1 == stop_epoch:
                 rng = [rng_state()]
@@ -274,7 +293,8 @@ class Trainer:
                     atomic_save({"model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
                                  "scheduler": scheduler.state_dict(), "criterion": self.criterion.state_dict(),
                                  "scaler": scaler.state_dict(), "epoch": epoch + 1, "iteration": global_step,
-                                 "best_top1": best_top1, "best_epoch": best_epoch, "rng": rng,
+                                 "best_top1": best_top1, "best_epoch": best_epoch,
+                                 "test_selected": test_selected, "rng": rng,
                                  "cfg": cfg.dump()}, last_path)
             if world_size() > 1:
                 dist.barrier()
@@ -284,18 +304,19 @@ class Trainer:
         if stop_epoch < cfg.SOLVER.EPOCHS:
             self.logger.info(f"stopped after epoch {stop_epoch} (SOLVER.STOP_EPOCH); continue with --resume")
             return None
-        return self.finish(best_epoch, best_top1)
+        return self.finish(best_epoch, best_top1, test_selected)
 
-    def finish(self, best_epoch: int, best_top1: float) -> dict:
-        """Evaluate the best checkpoint on the test split; write results.json and the deploy weights."""
+    def finish(self, best_epoch: int, best_top1: float, test_selected: Optional[dict] = None) -> dict:
+        """Evaluate the selected checkpoint on the test split; write results.json and the deploy weights."""
         best_path = os.path.join(self.output_dir, BEST_CHECKPOINT)
         self.load_weights(best_path)
-        if self.val_is_test:
-            test_result = torch.load(best_path, map_location="cpu", weights_only=False)["val"]
+        if self.val_set is None:
+            # The final epoch, already evaluated on test after its training; not repeated.
+            test_result = torch.load(best_path, map_location="cpu", weights_only=False)["test"]
         else:
             test_result = self.evaluate("test")
-        results = self._results(test_result, best_epoch, best_top1)
-        self._log_eval(None, best_epoch, "test", test_result)
+            self._log_eval(None, best_epoch, "test", test_result)
+        results = self._results(test_result, best_epoch, best_top1, test_selected)
         if is_main_process():
             atomic_save(deploy_state_dict(self.model), os.path.join(self.output_dir, DEPLOY_WEIGHTS))
             with open(os.path.join(self.output_dir, "results.json"), "w") as handle:

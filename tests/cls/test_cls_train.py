@@ -13,7 +13,7 @@ from lda_cls import get_cfg
 from lda_cls.train import main
 
 REPO = Path(__file__).resolve().parents[2]
-# Two short epochs of the embedded default (31 steps of 16 images each), logged every 4 steps.
+# Two short epochs of the embedded default (26 steps of 16 images each), logged every 4 steps.
 TWO_EPOCHS = ["SOLVER.EPOCHS", "2", "SOLVER.BATCH_SIZE", "16", "SOLVER.WARMUP_EPOCHS", "0", "LOG_PERIOD", "4",
               "NUM_THREADS", "1"]
 TRAIN_KEYS = {"type", "epoch", "iter", "loss", "loss_unbalanced", "loss_balanced", "loss_intra", "loss_inter",
@@ -43,7 +43,7 @@ def test_two_epoch_run_learns_and_writes_every_output(lda_run):
     assert saved == json.loads(json.dumps(results))
     assert saved["dataset"] == "digits_lt" and saved["imbalance_ratio"] == 10.0
     assert set(saved["balanced"]) == SPLIT_KEYS and set(saved["unbalanced"]) == SPLIT_KEYS
-    assert saved["num_train_images"] == 503 and saved["num_test_images"] == 500
+    assert saved["num_train_images"] == 421 and saved["num_test_images"] == 500
     # Two epochs lift h well above chance (10%).
     assert saved["balanced"]["top1"] > 30
 
@@ -57,7 +57,12 @@ def test_two_epoch_run_learns_and_writes_every_output(lda_run):
     assert train[-1]["loss"] < train[0]["loss"]
     assert train[0]["alpha"] < train[-1]["alpha"]
     assert train[-1]["alpha"] >= 0 and train[-1]["lr"] > 0
-    assert [(r["epoch"], r["split"]) for r in evals] == [(1, "val"), (2, "val"), (saved["best_epoch"], "test")]
+    # digits_lt has a validation split: it selects the weights, the test split is evaluated once, on them.
+    assert [(r["epoch"], r["split"]) for r in evals] == [(1, "val"), (2, "val"), (saved["selected_epoch"], "test")]
+    val_top1 = [r["balanced"]["top1"] for r in evals[:2]]
+    assert saved["selected_epoch"] == 1 + val_top1.index(max(val_top1)) and saved["best_val_top1"] == max(val_top1)
+    assert saved["model_selection"] == "best validation top-1 of h" and "test_selected" not in saved
+    assert saved["balanced"] == evals[-1]["balanced"]
     assert set(evals[0]["balanced"]) == SPLIT_KEYS
     assert "epoch 2" in (output / "log.txt").read_text()
 
@@ -80,7 +85,7 @@ def test_resume_equals_uninterrupted_training(lda_run, tmp_path):
     interrupted = tmp_path / "interrupted"
     assert main(["--output-dir", str(interrupted), *TWO_EPOCHS, "SOLVER.STOP_EPOCH", "1"]) is None
     state = torch.load(interrupted / "last_checkpoint.pth", weights_only=False)
-    assert state["epoch"] == 1 and state["criterion"]["lda_loss.balance.num_updates"] == 31
+    assert state["epoch"] == 1 and state["criterion"]["lda_loss.balance.num_updates"] == 26
     resumed = main(["--output-dir", str(interrupted), "--resume", *TWO_EPOCHS])
     assert resumed == results
     straight = torch.load(output / "last_checkpoint.pth", weights_only=False)
@@ -94,6 +99,27 @@ def test_resume_equals_uninterrupted_training(lda_run, tmp_path):
     # The log of the resumed run continues where the first part stopped.
     iters = [r["iter"] for r in read_jsonl(interrupted / "metrics.jsonl") if r["type"] == "train"]
     assert iters == sorted(iters) and len(iters) == len(set(iters))
+
+
+def test_without_a_validation_split_the_headline_is_the_final_epoch(tmp_path):
+    """No model selection on test: the best test epoch is reported apart, labelled, never as the headline."""
+    results = main(["--output-dir", str(tmp_path), *TWO_EPOCHS, "SOLVER.EPOCHS", "3",
+                    "DATASET.DIGITS_VAL_PER_CLASS", "0"])
+    evals = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["type"] == "eval"]
+    assert [(r["epoch"], r["split"]) for r in evals] == [(1, "test"), (2, "test"), (3, "test")]
+    assert results["balanced"] == evals[-1]["balanced"] and results["unbalanced"] == evals[-1]["unbalanced"]
+    assert results["selected_epoch"] == 3 and results["best_val_top1"] is None
+    assert results["model_selection"] == "none: final epoch (no validation split)"
+    test_top1 = [r["balanced"]["top1"] for r in evals]
+    best = 1 + test_top1.index(max(test_top1))
+    selected = results["test_selected"]
+    assert selected["epoch"] == best and selected["balanced"] == evals[best - 1]["balanced"]
+    assert "test split" in selected["note"]
+    # model_best.pth holds the reported (final) weights: evaluating it reproduces the headline.
+    assert torch.load(tmp_path / "model_best.pth", weights_only=False)["epoch"] == 3
+    again = main(["--eval-only", "--weights", str(tmp_path / "model_best.pth"), "--output-dir", str(tmp_path / "e"),
+                  "DATASET.DIGITS_VAL_PER_CLASS", "0"])
+    assert again["balanced"] == results["balanced"]
 
 
 def test_ce_baseline_trains_one_classifier(tmp_path):
@@ -146,9 +172,9 @@ def test_two_process_gloo_ddp_run(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((output / "results.json").read_text())
     assert results["balanced"]["top1"] > 30
-    # 503 images, 251 per rank, 8 per rank and step -> 31 steps per epoch, as with one process of 16.
+    # 421 images, 210 per rank, 8 per rank and step -> 26 steps per epoch, as with one process of 16.
     train = [r for r in read_jsonl(output / "metrics.jsonl") if r["type"] == "train"]
-    assert train[-1]["iter"] == 62 and train[-1]["loss_unbalanced"] < 0.6 * train[0]["loss_unbalanced"]
+    assert train[-1]["iter"] == 52 and train[-1]["loss_unbalanced"] < 0.6 * train[0]["loss_unbalanced"]
     # Rank 0 alone writes; the sharded evaluation reproduces single-process evaluation of the same weights.
     single = main(["--eval-only", "--weights", str(output / "model_best.pth"), "--output-dir", str(tmp_path / "e")])
     assert single["balanced"] == results["balanced"]
