@@ -36,7 +36,7 @@ def run_pair(dataset: str, out: Path, extra_args, opts):
         output_dir = out / f"{dataset}_{method}"
         log = open(out / f"{dataset}_{method}.stdout", "w")
         cmd = [sys.executable, "-m", "lda_cls.train", "--dataset", dataset, "--method", method,
-               "--output-dir", str(output_dir), *extra_args, *opts]
+               "--output-dir", str(output_dir), "--overwrite", *extra_args, *opts]  # a re-run replaces its runs
         print(" ".join(cmd), flush=True)
         env = dict(os.environ, OMP_NUM_THREADS="1")
         procs[method] = (subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env), log)

@@ -151,6 +151,39 @@ def test_command_line_errors_name_the_problem(tmp_path, capsys):
         main(["--output-dir", str(tmp_path / "empty"), "--resume", *TWO_EPOCHS])
 
 
+def test_a_fresh_run_refuses_an_earlier_runs_output_dir_unless_told(lda_run, tmp_path, capsys):
+    output, _ = lda_run
+    before = {name: (output / name).read_bytes() for name in ("results.json", "metrics.jsonl", "model_best.pth")}
+    with pytest.raises(SystemExit) as refused:
+        main(["--output-dir", str(output), *TWO_EPOCHS])
+    assert refused.value.code != 0
+    message = capsys.readouterr().err
+    assert str(output) in message and "already holds a run" in message
+    assert "--resume" in message and "--overwrite" in message
+    assert all((output / name).read_bytes() == data for name, data in before.items())
+    with pytest.raises(SystemExit):
+        main(["--output-dir", str(output), "--resume", "--overwrite", *TWO_EPOCHS])
+    assert "pass one of them" in capsys.readouterr().err
+
+    # --overwrite replaces the earlier run: metrics.jsonl holds the new run only.
+    one_epoch = [*TWO_EPOCHS, "SOLVER.EPOCHS", "1"]
+    main(["--output-dir", str(tmp_path), *one_epoch, "SEED", "1"])
+    (tmp_path / "notes.txt").write_text("mine")
+    again = main(["--output-dir", str(tmp_path), "--overwrite", *one_epoch])
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["iter"] for r in records if r["type"] == "train"] == [4, 8, 12, 16, 20, 24, 26]
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(again))
+    assert len(os.listdir(tmp_path / "tensorboard")) == 1 and (tmp_path / "notes.txt").read_text() == "mine"
+    assert "SEED: 0" in (tmp_path / "config.yaml").read_text()
+
+
+def test_make_demo_replaces_its_own_earlier_run():
+    """`make demo` runs the default training in the same output dir every time: it passes --overwrite."""
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\ndemo:")[1].split("\n\n")[0]
+    assert "-m lda_cls.train --overwrite" in recipe
+
+
 def test_float_keys_accept_integer_literals(tmp_path):
     from lda_cls.train import build_parser, setup_cfg
 
