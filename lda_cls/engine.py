@@ -30,14 +30,18 @@ from .evaluation import evaluate
 from .models import build_model, deploy_state_dict
 from .solver import build_optimizer, build_scheduler
 from .utils import (atomic_save, init_distributed, is_main_process, rank, rng_state, seed_everything,
-                    set_rng_state, setup_logger, world_size)
+                    set_rng_state, setup_logger, strict_json_dumps, world_size)
 
-__all__ = ["Trainer", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS"]
+__all__ = ["Trainer", "TrainingDiverged", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS"]
 
 LAST_CHECKPOINT = "last_checkpoint.pth"
 BEST_CHECKPOINT = "model_best.pth"
 DEPLOY_WEIGHTS = "model_deploy.pth"
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+class TrainingDiverged(RuntimeError):
+    """A logged loss was NaN or inf: training stopped before any checkpoint could hold the diverged model."""
 
 
 class Trainer:
@@ -119,7 +123,7 @@ class Trainer:
         self._log_eval(None, -1, "test", result)
         if is_main_process():
             with open(os.path.join(self.output_dir, "eval_results.json"), "w") as handle:
-                json.dump({**result, "weights": weights}, handle, indent=2)
+                handle.write(strict_json_dumps({**result, "weights": weights}, indent=2))
         return result
 
     def load_weights(self, path: str) -> None:
@@ -138,7 +142,7 @@ class Trainer:
     def _write_jsonl(self, record: dict) -> None:
         if is_main_process():
             with open(os.path.join(self.output_dir, "metrics.jsonl"), "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(strict_json_dumps(record) + "\n")
 
     def _log_eval(self, writer, epoch: int, split: str, result: dict) -> None:
         self._write_jsonl({"type": "eval", "epoch": epoch, "split": split, **result})
@@ -178,6 +182,14 @@ class Trainer:
             **extra,
         }
 
+    def _read_logged(self, stacked: torch.Tensor):
+        """The logged values on the host (the one sync of a logging step) and whether any is NaN / inf on any
+        rank: under DDP every rank must stop together, or the others would wait for it forever."""
+        non_finite = (~torch.isfinite(stacked)).any().to(torch.int32).reshape(1)
+        if world_size() > 1:
+            dist.all_reduce(non_finite, op=dist.ReduceOp.MAX)
+        return stacked.cpu().tolist(), bool(non_finite.item())
+
     # ------------------------------------------------------------- training
     def train(self, resume: bool = False) -> Optional[dict]:
         """Train to SOLVER.EPOCHS (or SOLVER.STOP_EPOCH); returns results.json's dict at the end."""
@@ -193,6 +205,7 @@ class Trainer:
 
         start_epoch, global_step, best_top1, best_epoch = 0, 0, -1.0, -1
         test_selected = None  # without a validation split: the best epoch on test, reported apart
+        saved_epoch = 0  # epoch of the checkpoint in last_checkpoint.pth (0: none yet)
         last_path = os.path.join(self.output_dir, LAST_CHECKPOINT)
         if resume:
             if not os.path.isfile(last_path):
@@ -206,6 +219,7 @@ class Trainer:
             start_epoch, global_step = state["epoch"], state["iteration"]
             best_top1, best_epoch = state["best_top1"], state["best_epoch"]
             test_selected = state.get("test_selected")
+            saved_epoch = start_epoch
             set_rng_state(state["rng"][min(rank(), len(state["rng"]) - 1)])
             self.logger.info(f"resumed from {last_path} at epoch {start_epoch}")
         else:
@@ -255,11 +269,25 @@ class Trainer:
                     # their current values are reported instead of means.
                     keys = list(sums)
                     states = [k for k in ("alpha", "delta_acc") if k in detached]
-                    values = torch.stack([sums[k] for k in keys] + [detached[k] for k in states]).cpu().tolist()
+                    stacked = torch.stack([sums[k] for k in keys] + [detached[k] for k in states])
+                    values, diverged = self._read_logged(stacked)
                     record = {k: v / window_steps for k, v in zip(keys, values)}
                     record.update(zip(states, values[len(keys):]))
                     record["lr"] = step_lr
                     self._write_jsonl({"type": "train", "epoch": epoch + 1, "iter": global_step, **record})
+                    if diverged:
+                        # The window sums every step's loss, and the last step of each epoch is logged, so
+                        # no checkpoint is written after a non-finite loss: last_checkpoint.pth stays good.
+                        if writer is not None:
+                            writer.close()
+                        message = (
+                            f"non-finite loss at epoch {epoch + 1}, iteration {global_step} "
+                            f"({', '.join(f'{k} {v}' for k, v in record.items())}): training stopped. "
+                            + (f"{last_path} (epoch {saved_epoch}) is the last good checkpoint, kept. "
+                               if saved_epoch else "No checkpoint was written before it. ")
+                            + "Lower SOLVER.BASE_LR or check the LDA.* settings.")
+                        self.logger.error(message)
+                        raise TrainingDiverged(message)
                     if writer is not None:
                         for key, value in record.items():
                             writer.add_scalar(f"train/{key}", value, global_step)
@@ -296,6 +324,7 @@ class Trainer:
                                  "best_top1": best_top1, "best_epoch": best_epoch,
                                  "test_selected": test_selected, "rng": rng,
                                  "cfg": cfg.dump()}, last_path)
+                saved_epoch = epoch + 1
             if world_size() > 1:
                 dist.barrier()
 
@@ -320,6 +349,6 @@ class Trainer:
         if is_main_process():
             atomic_save(deploy_state_dict(self.model), os.path.join(self.output_dir, DEPLOY_WEIGHTS))
             with open(os.path.join(self.output_dir, "results.json"), "w") as handle:
-                json.dump(results, handle, indent=2)
+                handle.write(strict_json_dumps(results, indent=2))
             self.logger.info(f"results: {json.dumps(results)}")
         return results

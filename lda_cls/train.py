@@ -152,5 +152,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from .engine import TrainingDiverged
+
+    try:
+        main()
+    except TrainingDiverged as error:
+        sys.exit(f"error: {error}")  # exit status 1, the message without a traceback
     sys.exit(0)

@@ -177,6 +177,42 @@ def test_a_fresh_run_refuses_an_earlier_runs_output_dir_unless_told(lda_run, tmp
     assert "SEED: 0" in (tmp_path / "config.yaml").read_text()
 
 
+def strict_jsonl(path):
+    """Parse as strict JSON: a bare NaN / Infinity is an error, as in most non-Python parsers."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+    with open(path) as handle:
+        return [json.loads(line, parse_constant=refuse) for line in handle]
+
+
+def test_a_diverged_run_stops_at_a_logging_step_with_json_null(tmp_path):
+    from lda_cls.engine import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="non-finite loss at epoch 1.*No checkpoint was written"):
+        main(["--output-dir", str(tmp_path), *TWO_EPOCHS, "SOLVER.BASE_LR", "1000"])
+    train = [r for r in strict_jsonl(tmp_path / "metrics.jsonl") if r["type"] == "train"]
+    assert train[-1]["loss"] is None and all(r["loss"] is not None for r in train[:-1])
+    assert train[-1]["iter"] < 26 and train[-1]["iter"] % 4 == 0  # the first logging step that saw it
+    assert not (tmp_path / "last_checkpoint.pth").exists() and not (tmp_path / "results.json").exists()
+    assert "non-finite loss" in (tmp_path / "log.txt").read_text()
+
+
+def test_divergence_after_a_good_epoch_exits_non_zero_and_keeps_its_checkpoint(tmp_path):
+    # Epoch 1 trains normally; from epoch 2 on the lr is 0.05 x 1e5 = 5000 and the loss overflows.
+    cmd = [sys.executable, "-m", "lda_cls.train", "--output-dir", str(tmp_path), *TWO_EPOCHS,
+           "SOLVER.SCHEDULER", "multistep", "SOLVER.MILESTONES", "[1]", "SOLVER.DECAY_RATE", "1e5"]
+    proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "error: non-finite loss at epoch 2" in proc.stderr and "Traceback" not in proc.stderr
+    assert "last_checkpoint.pth (epoch 1) is the last good checkpoint, kept" in proc.stderr
+    state = torch.load(tmp_path / "last_checkpoint.pth", weights_only=False)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+    records = strict_jsonl(tmp_path / "metrics.jsonl")
+    assert records[-1]["type"] == "train" and records[-1]["epoch"] == 2 and records[-1]["loss"] is None
+    assert not (tmp_path / "results.json").exists()
+
+
 def test_make_demo_replaces_its_own_earlier_run():
     """`make demo` runs the default training in the same output dir every time: it passes --overwrite."""
     makefile = (REPO / "Makefile").read_text()
