@@ -40,6 +40,18 @@ DEPLOY_WEIGHTS = "model_deploy.pth"
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
+def _changed_keys(old, new, prefix: str = ""):
+    """Dotted names of the config keys whose values differ between two CfgNodes."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
 class TrainingDiverged(RuntimeError):
     """A logged loss was NaN or inf: training stopped before any checkpoint could hold the diverged model."""
 
@@ -130,13 +142,25 @@ class Trainer:
         """Load a checkpoint written by this trainer (full or deploy weights) into the model."""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"weights file not found: {path}")
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        state = state.get("model", state)
+        state = self._read_checkpoint(path)
+        state = state.get("model", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of weights")
         head = self.model.head
         if not any(key.startswith("head.unbalanced.") for key in state) and head.unbalanced is not None:
             # Deploy weights: backbone + h only; h' and p are not part of them.
             head.unbalanced = head.projection = None
-        self.model.load_state_dict(state)
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(f"{path} does not match the model of this config: {error}") from None
+
+    def _read_checkpoint(self, path: str):
+        try:
+            return torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as error:  # UnpicklingError, EOFError, zip errors...: the file is what the user needs
+            raise ValueError(f"cannot read checkpoint {path} (corrupt or not a torch file): "
+                             f"{type(error).__name__}: {error}") from error
 
     # -------------------------------------------------------------- helpers
     def _write_jsonl(self, record: dict) -> None:
@@ -194,9 +218,6 @@ class Trainer:
     def train(self, resume: bool = False) -> Optional[dict]:
         """Train to SOLVER.EPOCHS (or SOLVER.STOP_EPOCH); returns results.json's dict at the end."""
         cfg = self.cfg
-        if is_main_process():
-            with open(os.path.join(self.output_dir, "config.yaml"), "w") as handle:
-                handle.write(cfg.dump())
         loader, sampler = self._train_loader()
         iters_per_epoch = len(loader)
         optimizer = build_optimizer(cfg, self.model)
@@ -210,12 +231,18 @@ class Trainer:
         if resume:
             if not os.path.isfile(last_path):
                 raise FileNotFoundError(f"--resume: no {LAST_CHECKPOINT} in {self.output_dir}")
-            state = torch.load(last_path, map_location=self.device, weights_only=False)
-            self.model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            self.criterion.load_state_dict(state["criterion"])
-            scaler.load_state_dict(state["scaler"])
+            state = self._read_checkpoint(last_path)
+            try:
+                self.model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                self.criterion.load_state_dict(state["criterion"])
+                scaler.load_state_dict(state["scaler"])
+            except (RuntimeError, ValueError, KeyError) as error:
+                changed = _changed_keys(type(cfg).load_cfg(state["cfg"]), cfg) if "cfg" in state else []
+                raise ValueError(f"--resume: {last_path} does not fit this config"
+                                 + (f" (changed since it was written: {', '.join(changed)})" if changed else "")
+                                 + f"; resume with the run's config.yaml ({error})") from None
             start_epoch, global_step = state["epoch"], state["iteration"]
             best_top1, best_epoch = state["best_top1"], state["best_epoch"]
             test_selected = state.get("test_selected")
@@ -225,6 +252,9 @@ class Trainer:
         else:
             self.logger.info(f"training {cfg.METHOD} on {cfg.DATASET.NAME}: {len(self.train_set)} images, "
                              f"{self.num_classes} classes, counts {self.class_counts}")
+        if is_main_process():  # only now: a failed --resume leaves the run's config.yaml as it was
+            with open(os.path.join(self.output_dir, "config.yaml"), "w") as handle:
+                handle.write(cfg.dump())
 
         model = self.model
         if world_size() > 1:

@@ -83,6 +83,10 @@ def setup_cfg(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser
     opts = list(args.opts or [])
     if opts and opts[0] == "--":
         opts = opts[1:]
+    flags = [item for item in opts if item.startswith("--")]
+    if flags:  # argparse hands everything after the first KEY to the overrides
+        fail(f"option {flags[0]} comes after the KEY VALUE pairs: options go before the KEY VALUE pairs, "
+             f"e.g. python -m lda_cls.train {flags[0]} ... {' '.join(opts[:2])} ...")
     if len(opts) % 2:
         fail(f"overrides must be KEY VALUE pairs, got an odd number: {opts}")
     try:

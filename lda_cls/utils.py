@@ -65,8 +65,20 @@ def atomic_save(obj: Any, path: str) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
     tmp = f"{path}.tmp"
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save(obj, tmp)
+            os.replace(tmp, path)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, f"no space left on device while writing {path} "
+                                            f"(the previous file, if any, is unchanged)") from error
+            raise
+        except RuntimeError as error:
+            # torch's zip writer reports a short write (a full disk) as "unexpected pos A vs B".
+            if "unexpected pos" in str(error):
+                raise OSError(errno.ENOSPC, f"no space left on device while writing {path} (torch: {error}; "
+                                            f"the previous file, if any, is unchanged)") from error
+            raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -137,6 +137,7 @@ def test_command_line_errors_name_the_problem(tmp_path, capsys):
         (["SOLVER.EPOCHS"], "KEY VALUE pairs"),
         (["SOLVER.EPOCHS", "many"], "SOLVER.EPOCHS"),
         (["--eval-only"], "--eval-only needs --weights"),
+        (["SOLVER.EPOCHS", "2", "--resume"], "option --resume comes after the KEY VALUE pairs: options go before"),
         (["--config-file", str(tmp_path / "nope.yaml")], "nope.yaml"),
     ]:
         with pytest.raises(SystemExit):
@@ -149,6 +150,18 @@ def test_command_line_errors_name_the_problem(tmp_path, capsys):
     assert "SOLVER.LEARNING_RATE" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="last_checkpoint.pth"):
         main(["--output-dir", str(tmp_path / "empty"), "--resume", *TWO_EPOCHS])
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"\x80\x02not a checkpoint")
+    with pytest.raises(ValueError, match=f"cannot read checkpoint {corrupt}"):
+        main(["--eval-only", "--weights", str(corrupt), "--output-dir", str(tmp_path / "eval")])
+
+
+def test_a_failed_resume_with_a_changed_config_keeps_config_yaml(tmp_path):
+    main(["--output-dir", str(tmp_path), *TWO_EPOCHS, "SOLVER.STOP_EPOCH", "1"])
+    config = (tmp_path / "config.yaml").read_bytes()
+    with pytest.raises(ValueError, match="last_checkpoint.pth does not fit this config .*changed .*METHOD"):
+        main(["--output-dir", str(tmp_path), "--resume", "--method", "ce", *TWO_EPOCHS])
+    assert (tmp_path / "config.yaml").read_bytes() == config
 
 
 def test_a_fresh_run_refuses_an_earlier_runs_output_dir_unless_told(lda_run, tmp_path, capsys):
@@ -258,3 +271,25 @@ def test_checkpoint_writes_are_atomic(tmp_path):
         atomic_save({"epoch": 2, "bad": lambda: None}, str(path))  # fails while pickling
     assert torch.load(path)["epoch"] == 1
     assert os.listdir(tmp_path) == ["last_checkpoint.pth"]
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
+                                     RuntimeError("[enforce fail at inline_container.cc:664] . "
+                                                  "unexpected pos 533824 vs 533712")])
+def test_a_full_disk_says_so_and_names_the_file(tmp_path, monkeypatch, failure):
+    import lda_cls.utils
+
+    path = tmp_path / "last_checkpoint.pth"
+    lda_cls.utils.atomic_save({"epoch": 1}, str(path))
+
+    def full_disk(obj, target):
+        with open(target, "wb") as handle:
+            handle.write(b"partial")
+        raise failure
+
+    monkeypatch.setattr(lda_cls.utils.torch, "save", full_disk)
+    with pytest.raises(OSError, match=f"no space left on device while writing {path}") as raised:
+        lda_cls.utils.atomic_save({"epoch": 2}, str(path))
+    assert raised.value.errno == 28
+    monkeypatch.undo()
+    assert torch.load(path)["epoch"] == 1 and os.listdir(tmp_path) == ["last_checkpoint.pth"]
