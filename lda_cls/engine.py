@@ -12,6 +12,7 @@ without a validation split the headline is the final epoch, and the best epoch
 on test is reported apart, as "test_selected".
 """
 import json
+import math
 import os
 import time
 from typing import Dict, Optional
@@ -209,10 +210,13 @@ class Trainer:
     def _read_logged(self, stacked: torch.Tensor):
         """The logged values on the host (the one sync of a logging step) and whether any is NaN / inf on any
         rank: under DDP every rank must stop together, or the others would wait for it forever."""
-        non_finite = (~torch.isfinite(stacked)).any().to(torch.int32).reshape(1)
+        values = stacked.cpu().tolist()
+        non_finite = not all(math.isfinite(value) for value in values)
         if world_size() > 1:
-            dist.all_reduce(non_finite, op=dist.ReduceOp.MAX)
-        return stacked.cpu().tolist(), bool(non_finite.item())
+            flag = torch.tensor([int(non_finite)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            non_finite = bool(flag.item())
+        return values, non_finite
 
     # ------------------------------------------------------------- training
     def train(self, resume: bool = False) -> Optional[dict]:
