@@ -32,11 +32,13 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.DATASET.CACHE_DIR = ""  # image-folder CIFAR: decode the JPEGs once into a uint8 tensor file here
     cfg.DATASET.TRAIN_DIR = "train"  # image-folder trees: sub-folder of the training images
     cfg.DATASET.TEST_DIR = "test"  # image-folder trees: sub-folder of the (balanced) test images
+    cfg.DATASET.VAL_DIR = "val"  # imagefolder_lt: optional sub-folder of validation images (model selection)
     cfg.DATASET.TRAIN_SPLIT_FILE = ""  # imagenet_lt / places_lt: "relative/path label" per line
     cfg.DATASET.VAL_SPLIT_FILE = ""  # validation split file: model selection
     cfg.DATASET.TEST_SPLIT_FILE = ""  # test split file: the reported number
     cfg.DATASET.PLACES_LAYOUT = "auto"  # places_lt images: "listed" | "release" | "auto" (lda_cls/data/places365.py)
     cfg.DATASET.DIGITS_TEST_PER_CLASS = 50  # digits_lt: balanced held-out test images per class
+    cfg.DATASET.DIGITS_VAL_PER_CLASS = 20  # digits_lt: balanced validation images per class (0 = none)
     cfg.DATASET.NUM_WORKERS = 0  # DataLoader workers per process (in-memory datasets need none)
 
     cfg.INPUT = CN()

@@ -62,9 +62,8 @@ def test_cifar_from_image_folder_follows_profile_and_caches(image_tree, tmp_path
     assert len(os.listdir(tmp_path / "cache")) == 2
     again, _ = build_dataset(cfg, "train")  # served from the cache
     assert torch.equal(again.images, train.images)
-    # "val" of a dataset without a validation split is the test split.
-    val, _ = build_dataset(cfg, "val")
-    assert val.targets == test.targets
+    # CIFAR has no validation split: "val" is None, never the test split in disguise.
+    assert build_dataset(cfg, "val") == (None, 10)
 
 
 def test_cifar_errors_name_the_problem(tmp_path, image_tree):
@@ -85,11 +84,27 @@ def test_cifar_errors_name_the_problem(tmp_path, image_tree):
 def test_digits_lt_profile_and_balanced_test_set():
     cfg = get_cfg()
     train, test, counts = build_datasets(cfg)
-    # n_max is the smallest per-class pool after holding out 50 test images per class (174 - 50).
-    assert counts == long_tail_counts(124, 10, 10)
+    # n_max is the smallest per-class pool after holding out 50 test and 20 validation images per class
+    # (class 8 has 174: 174 - 50 - 20).
+    assert counts == long_tail_counts(104, 10, 10)
     assert np.bincount(test.targets).tolist() == [50] * 10
     assert train.images.shape == (sum(counts), 1, 8, 8) and train.images.dtype == torch.uint8
     assert int(train.images.max()) == 255
+
+
+def test_digits_lt_validation_split_is_balanced_and_disjoint():
+    cfg = get_cfg()
+    train, test, _ = build_datasets(cfg)
+    val, num_classes = build_dataset(cfg, "val")
+    assert num_classes == 10 and np.bincount(val.targets).tolist() == [20] * 10
+    # Every digits image is distinct, so disjoint pixel contents mean disjoint images.
+    keys = [{image.numpy().tobytes() for image in part.images} for part in (train, val, test)]
+    assert [len(k) for k in keys] == [len(train), 200, 500]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    # The test set does not depend on the validation size; without validation images there is no split.
+    cfg.DATASET.DIGITS_VAL_PER_CLASS = 0
+    assert torch.equal(build_dataset(cfg, "test")[0].images, test.images)
+    assert build_dataset(cfg, "val") == (None, 10)
 
 
 def test_imagefolder_lt_as_is_and_subsampled(tmp_path, write_image_tree):
@@ -104,6 +119,11 @@ def test_imagefolder_lt_as_is_and_subsampled(tmp_path, write_image_tree):
     assert image.shape == (3, 8, 8) and image.dtype == torch.uint8
     cfg.DATASET.IMBALANCE_RATIO = 4.0
     assert build_datasets(cfg)[2] == [12, 6, 3]
+    # val/ is optional: without it there is no validation split; with it, it is read as is.
+    assert build_dataset(cfg, "val") == (None, 3)
+    write_image_tree(str(root / "val"), [1, 2, 1], prefix="c")
+    val, _ = build_dataset(cfg, "val")
+    assert val.targets == [0, 1, 1, 2] and val[0][0].shape == (3, 8, 8)
     write_image_tree(str(root / "test"), [1], prefix="extra")
     with pytest.raises(ValueError, match="differ from those of the training split"):
         build_dataset(cfg, "test")
