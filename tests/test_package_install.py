@@ -211,7 +211,7 @@ def test_train_finds_the_packaged_dataset_config(commands):
     # NAME is set by configs/cls/digits_lt.yaml only (the built-in default is "digits_lt_lda").
     assert "NAME: digits_lt_resnet8_30ep" in (run_dir / "config.yaml").read_text().splitlines()
     results = json.loads((run_dir / "results.json").read_text())
-    assert (results["dataset"], results["num_train_images"], results["num_test_images"]) == ("digits_lt", 503, 500)
+    assert (results["dataset"], results["num_train_images"], results["num_test_images"]) == ("digits_lt", 421, 500)
 
 
 def test_train_resolves_the_cifar_config_up_to_its_data(commands):
@@ -226,9 +226,9 @@ def test_stats_from_the_install(commands):
     result = commands["results"]["stats"]
     _ok(result)
     stats = json.loads(result.stdout.strip().splitlines()[-1])
-    assert (stats["dataset"], stats["num_images"], stats["num_classes"]) == ("digits_lt", 503, 10)
-    # n_max = the smallest pool (174 eights - 50 for the test set), the tail floor(124 / 10)
-    assert stats["max_per_class"] == 124 and stats["min_per_class"] == 12
+    assert (stats["dataset"], stats["num_images"], stats["num_classes"]) == ("digits_lt", 421, 10)
+    # n_max = the smallest pool (174 eights - 50 for the test set - 20 for validation), the tail floor(104 / 10)
+    assert stats["max_per_class"] == 104 and stats["min_per_class"] == 10
 
 
 def test_analyze_from_the_install(commands):
