@@ -93,12 +93,17 @@ done
 # The CIFAR-10 JPEGs, for the CIFAR-10-LT runs (../shared/data does not travel with the tree).
 tarball=${CIFAR_TARBALL:-}
 if [ -z "$tarball" ]; then
-  for candidate in ../shared/data/cifar10-jpg.tar.gz shared/data/cifar10-jpg.tar.gz; do
+  # A git worktree's shared/ is the one beside the main checkout.
+  main_checkout=$(dirname "$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null || echo .git)")
+  for candidate in ../shared/data/cifar10-jpg.tar.gz shared/data/cifar10-jpg.tar.gz \
+                   "$main_checkout/../shared/data/cifar10-jpg.tar.gz"; do
     [ -f "$candidate" ] && { tarball=$candidate; break; }
   done
 fi
 if [ -n "$tarball" ] && [ "$tarball" != none ]; then
-  cmp -s "$tarball" "$DEST/cifar10-jpg.tar.gz" || cp "$tarball" "$DEST/cifar10-jpg.tar.gz"
+  if ! cmp -s "$tarball" "$DEST/cifar10-jpg.tar.gz"; then
+    rm -f "$DEST/cifar10-jpg.tar.gz" && cp "$tarball" "$DEST/cifar10-jpg.tar.gz" && chmod u+w "$DEST/cifar10-jpg.tar.gz"
+  fi
 else
   rm -f "$DEST/cifar10-jpg.tar.gz"
   echo "no CIFAR-10 tarball carried (gpu_validate.sh will skip the CIFAR-10-LT runs)"

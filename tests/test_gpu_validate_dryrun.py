@@ -128,3 +128,50 @@ def test_gpu_validate_dry_run_passes_with_numpy_2(tmp_path):
         assert 0 <= results["balanced"]["top1"] <= 100
     assert figures["cifar10_lt"]["lda"]["unbalanced"] is not None
     assert "| check | result |" in result.stdout  # the table is printed at the end
+
+
+LVIS_EVAL = """
+import json, sys
+import numpy as np
+from lda_det import restore_numpy_aliases
+from lda_det.data import synthetic_lt
+from lvis import LVIS, LVISEval, LVISResults
+
+gt_file = synthetic_lt.json_path(synthetic_lt.ensure_generated(synthetic_lt.default_root()), "val")
+annotations = json.load(open(gt_file))["annotations"]
+# Every ground-truth object detected at 0.9, plus a copy with the wrong class at 0.3: AP 1.
+detections = [{"image_id": a["image_id"], "category_id": c, "bbox": a["bbox"], "score": s,
+               "segmentation": a["segmentation"]}
+              for a in annotations for c, s in ((a["category_id"], 0.9), (a["category_id"] % 24 + 1, 0.3))]
+gt = LVIS(gt_file)
+try:
+    LVISEval(gt, LVISResults(gt, [dict(d) for d in detections]), "bbox").run()
+    print("without aliases: ran")
+except AttributeError as error:
+    print("without aliases:", "np.float" if "float" in str(error) else error)
+restore_numpy_aliases()
+for iou_type in ("bbox", "segm"):
+    evaluation = LVISEval(gt, LVISResults(gt, [dict(d) for d in detections]), iou_type)
+    evaluation.run()
+    print(iou_type, np.__version__, evaluation.results["AP"], evaluation.results["APr"])
+"""
+
+
+def test_lvis_evaluation_runs_under_numpy_2_with_the_restored_aliases(tmp_path):
+    """train_net.py's evaluator (lvis 0.5.3) on the synthetic val split, from the device wheels."""
+    python = scratch_python()
+    wheels = CACHE / f"wheels-cp{sys.version_info.major}{sys.version_info.minor}"
+    build_wheels(wheels, f"{sys.version_info.major}.{sys.version_info.minor}")
+    site = tmp_path / "site"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--target",
+                    str(site), *map(str, wheels.glob("*.whl"))], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env.update(PYTHONPATH=str(site), LDA_DATASETS=str(CACHE / "datasets"))
+    result = subprocess.run([str(python), "-P", "-c", LVIS_EVAL], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "without aliases: np.float" in lines  # lvis needs them under numpy 2
+    for iou_type in ("bbox", "segm"):
+        fields = next(line for line in lines if line.startswith(iou_type)).split()
+        assert fields[1].startswith("2.") and float(fields[2]) == pytest.approx(1.0) and float(fields[3]) == 1.0
