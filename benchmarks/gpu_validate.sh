@@ -75,8 +75,11 @@ import torch
 print("python", platform.python_version(), "| cuda available:", torch.cuda.is_available())
 if torch.cuda.is_available():
     print("device:", torch.cuda.get_device_name(), "| capability", torch.cuda.get_device_capability())
-    print(subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv"],
-                         capture_output=True, text=True).stdout)
+    try:
+        print(subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv"],
+                             capture_output=True, text=True).stdout)
+    except OSError as error:
+        print("nvidia-smi:", error)
 elif not dry_run:
     sys.exit("no CUDA device: run with --dry-run to check the steps on the CPU")
 PYEOF
@@ -179,7 +182,7 @@ PYEOF
   echo "CIFAR-10-LT: $epochs of the paper's 200 epochs (milestones $m1, $m2; warm-up $warmup)"
   echo "{\"epochs\": $epochs, \"milestones\": [$m1, $m2], \"warmup\": $warmup, \"batch\": $batch}" > "$WORK/cifar_schedule.json"
   local pids=() method left=$((DEADLINE - $(date +%s) - 20))
-  [ $DRY_RUN = 1 ] && left=600
+  if [ $DRY_RUN = 1 ] || [ "$left" -lt 60 ]; then left=600; fi  # an explicit CIFAR_EPOCHS sets its own BUDGET_S
   for method in ce lda; do
     rm -rf "$WORK/cifar10_lt_$method"
     timeout "$left" "$PYTHON" -P -m lda_cls.train --config-file configs/cls/cifar10_lt.yaml --method "$method" \

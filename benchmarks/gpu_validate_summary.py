@@ -107,7 +107,8 @@ def summarize(work: str, out: str, dry_run: bool) -> str:
     else:
         rows.append(("detection step, LDA / standard ROI head", state("det_step")))
     if runs and schedule:
-        label = (f"CIFAR-10-LT IR 100, ResNet-32, {schedule['epochs']} of the paper's {PAPER_EPOCHS} epochs"
+        backbone = next(iter(runs.values()))["backbone"]
+        label = (f"CIFAR-10-LT IR 100, {backbone}, {schedule['epochs']} of the paper's {PAPER_EPOCHS} epochs"
                  f" (milestones {schedule['milestones']}, warm-up {schedule['warmup']}), images on the device")
         ce, lda = runs.get("ce"), runs.get("lda")
         for name, metrics in (("CE", ce and ce["balanced"]), ("LDA (h)", lda and lda["balanced"]),

@@ -42,6 +42,11 @@ def pypi_reachable() -> bool:
 
 
 def build_wheels(dest: Path, python_version: str) -> subprocess.CompletedProcess:
+    # Pure-Python wheels are the same for every interpreter: reuse those another build has made.
+    dest.mkdir(parents=True, exist_ok=True)
+    for other in CACHE.glob("wheels-cp*/*-none-any.whl"):
+        if not other.name.startswith("lda_longtail-") and not (dest / other.name).exists():
+            shutil.copy(other, dest / other.name)
     env = dict(os.environ, PY=sys.executable, PYTHON_VERSION=python_version, CIFAR_TARBALL="none")
     result = subprocess.run(["bash", "scripts/device_wheels.sh", str(dest)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
