@@ -111,7 +111,8 @@ fi
 
 ls -l "$DEST"
 folder_bytes=$(du -sb "$DEST" | cut -f1)
-tree_bytes=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -n 1 | cut -f1)
+tree_bytes=$( (git ls-files -z 2>/dev/null || true) | xargs -0 -r du -cb 2>/dev/null | tail -n 1 | cut -f1)
+tree_bytes=${tree_bytes:-0}
 total=$((folder_bytes + tree_bytes))
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 echo "$DEST: $(mib "$folder_bytes") MiB; with the tracked working tree ($(mib "$tree_bytes") MiB): $(mib "$total") MiB" \
