@@ -8,8 +8,10 @@ setup:
 	bash scripts/setup.sh
 
 # Set up, then train LDA on the embedded long-tailed digits (a CPU minute or two).
+# --overwrite: the demo is disposable, so a second `make demo` replaces output/digits_lt_lda
+# (a plain second `python -m lda_cls.train` refuses to overwrite an earlier run).
 demo: setup
-	$(PY) -m lda_cls.train
+	$(PY) -m lda_cls.train --overwrite
 
 test:
 	$(PY) -m pytest -q tests

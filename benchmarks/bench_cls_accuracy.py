@@ -2,11 +2,13 @@
 
     python benchmarks/bench_cls_accuracy.py [--out /tmp/bench_cls] [--cifar-epochs 12] [--only digits|cifar]
 
-* digits_lt: the embedded default (resnet8_cifar, 30 epochs, cosine), both methods.
+* digits_lt: the embedded default (resnet8_cifar, 30 epochs, cosine), both methods;
+  the epoch is selected on its validation split (20 images per class), never on test.
 * cifar10_lt: IR 100 (12,406 training images) from the JPEG tree in
   ../shared/data/cifar10-jpg.tar.gz (extracted once to --cifar-root, decoded once into
   a uint8 tensor cache under --out), ResNet-32, batch 128, lr 0.1, wd 2e-4, cosine
-  with 1 warm-up epoch, --cifar-epochs epochs; full balanced test set (10,000).
+  with 1 warm-up epoch, --cifar-epochs epochs; full balanced test set (10,000), evaluated
+  once, after the last epoch (CIFAR has no validation split: nothing is selected).
   Skipped with a message when the tarball is absent.
 
 CE and LDA of one dataset run as two parallel processes (1 thread each). Each run
@@ -34,7 +36,7 @@ def run_pair(dataset: str, out: Path, extra_args, opts):
         output_dir = out / f"{dataset}_{method}"
         log = open(out / f"{dataset}_{method}.stdout", "w")
         cmd = [sys.executable, "-m", "lda_cls.train", "--dataset", dataset, "--method", method,
-               "--output-dir", str(output_dir), *extra_args, *opts]
+               "--output-dir", str(output_dir), "--overwrite", *extra_args, *opts]  # a re-run replaces its runs
         print(" ".join(cmd), flush=True)
         env = dict(os.environ, OMP_NUM_THREADS="1")
         procs[method] = (subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env), log)
@@ -57,7 +59,9 @@ def table(dataset: str, schedule: str, results) -> str:
     splits = [s for s in ("many", "medium", "few") if ce["balanced"][s] is not None]
     lines = [f"### {dataset} (IR {ce['imbalance_ratio']:g}, {ce['num_train_images']} train / "
              f"{ce['num_test_images']} test images; classes per split {ce['split_classes']})",
-             f"schedule: {schedule}", "",
+             f"schedule: {schedule}",
+             f"model selection: {ce['model_selection']}; reported epoch CE {ce['selected_epoch']}, "
+             f"LDA {lda['selected_epoch']}", "",
              "| method | top-1 | " + " | ".join(splits) + " |",
              "|---|---|" + "---|" * len(splits)]
     rows = [("CE", ce["balanced"]), ("LDA (h)", lda["balanced"]), ("LDA (h', unbalanced)", lda["unbalanced"])]

@@ -11,7 +11,8 @@ Public API (used by the training CLI and by analysis tools):
   ``model.head.projection`` (p), all nn.Linear (None when absent).
 * ``build_datasets(cfg, load_images=True) -> (train_set, test_set, class_counts)``:
   training set, reported test set, per-class training counts n_y (list of int).
-  ``build_dataset(cfg, split)`` -> (dataset, num_classes) for "train" / "val" / "test".
+  ``build_dataset(cfg, split)`` -> (dataset, num_classes) for "train" / "val" / "test"
+  (dataset None for "val" where the data has no validation split).
   Datasets yield (uint8 CHW tensor, label); ``BatchPreprocess`` normalises batches.
 * ``deploy_state_dict(model)``: backbone + h weights only.
 * ``Trainer`` (lda_cls/engine.py), ``evaluate`` / ``split_accuracy`` (lda_cls/evaluation.py).

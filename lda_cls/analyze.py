@@ -18,6 +18,7 @@ from typing import List, Optional
 
 from .analysis.collect import FEATURE_KINDS, collect_run
 from .analysis.pipeline import analyze_runs
+from .analysis.report import text_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,9 +65,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if len(set(names)) != len(names):
         parser.error(f"runs need distinct directory names for the legends, got {names}")
     result = analyze_runs(runs, out_dir, cdd_max_per_class=args.per_class, seed=args.seed, tsne=not args.no_tsne)
-    print(result["summary"].columns)
-    for row in result["summary"].rows:
-        print(row)
+    print(text_table(result["summary"]))
     print(f"report: {os.path.abspath(result['report'])}")
     return result
 

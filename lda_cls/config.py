@@ -4,9 +4,11 @@ The defaults are the embedded ``digits_lt`` demo (what ``python -m lda_cls.train
 runs with no arguments); configs/cls/*.yaml state what each benchmark changes.
 Paper symbols refer to Peng et al., "Long-tailed Distribution Adaptation", ACM MM 2021.
 """
+from pathlib import Path
+
 from fvcore.common.config import CfgNode as CN
 
-__all__ = ["get_cfg", "add_lda_cls_config"]
+__all__ = ["get_cfg", "add_lda_cls_config", "configs_root"]
 
 
 def add_lda_cls_config(cfg: CN) -> None:
@@ -30,10 +32,13 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.DATASET.CACHE_DIR = ""  # image-folder CIFAR: decode the JPEGs once into a uint8 tensor file here
     cfg.DATASET.TRAIN_DIR = "train"  # image-folder trees: sub-folder of the training images
     cfg.DATASET.TEST_DIR = "test"  # image-folder trees: sub-folder of the (balanced) test images
+    cfg.DATASET.VAL_DIR = "val"  # imagefolder_lt: optional sub-folder of validation images (model selection)
     cfg.DATASET.TRAIN_SPLIT_FILE = ""  # imagenet_lt / places_lt: "relative/path label" per line
     cfg.DATASET.VAL_SPLIT_FILE = ""  # validation split file: model selection
     cfg.DATASET.TEST_SPLIT_FILE = ""  # test split file: the reported number
+    cfg.DATASET.PLACES_LAYOUT = "auto"  # places_lt images: "listed" | "release" | "auto" (lda_cls/data/places365.py)
     cfg.DATASET.DIGITS_TEST_PER_CLASS = 50  # digits_lt: balanced held-out test images per class
+    cfg.DATASET.DIGITS_VAL_PER_CLASS = 20  # digits_lt: balanced validation images per class (0 = none)
     cfg.DATASET.NUM_WORKERS = 0  # DataLoader workers per process (in-memory datasets need none)
     cfg.DATASET.ON_DEVICE = False  # in-memory datasets: hold the uint8 images on the device, batch them there
 
@@ -52,6 +57,8 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.MODEL.IN_CHANS = 1  # input channels
     cfg.MODEL.PRETRAINED_FILE = ""  # local ImageNet weights for the backbone (Places-LT: resnet152)
     cfg.MODEL.FREEZE = "none"  # "none" | "all_but_last_block" (Places-LT: only the last residual block trains)
+    cfg.MODEL.FROZEN_BN = "train"  # BN of frozen layers: "train" batch statistics (official Places trainer) | "frozen"
+    cfg.MODEL.ZERO_INIT_LAST = True  # timm ResNets: last BN per block at 0; False: at 1 (official lib/backbone/resnext.py)
     cfg.MODEL.BIAS = True  # bias of the classifiers h and h'
     cfg.MODEL.PROJECTION = CN()
     cfg.MODEL.PROJECTION.ENABLED = True  # projection head p, whose output feeds intra/inter (Eq. 7, 8)
@@ -74,7 +81,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.SOLVER.BATCH_SIZE = 64  # global batch size, split evenly over the processes
     cfg.SOLVER.BASE_LR = 0.05  # learning rate after warm-up
     cfg.SOLVER.MOMENTUM = 0.9  # SGD momentum
-    cfg.SOLVER.NESTEROV = False  # Nesterov momentum
+    cfg.SOLVER.NESTEROV = False  # Nesterov momentum; Base-*.yaml: True (official lib/utils/utils.py get_optimizer)
     cfg.SOLVER.WEIGHT_DECAY = 5e-4  # L2 weight decay
     cfg.SOLVER.SCHEDULER = "cosine"  # timm scheduler: "cosine" | "multistep" (stepped every iteration)
     cfg.SOLVER.MILESTONES = [160, 180]  # multistep: epochs at which the lr is multiplied by DECAY_RATE
@@ -97,3 +104,14 @@ def get_cfg() -> CN:
     cfg = CN()
     add_lda_cls_config(cfg)
     return cfg
+
+
+def configs_root() -> Path:
+    """The configs/ tree (cls/*.yaml under it): package data of an installed lda_cls, else a checkout's.
+
+    setup.py maps the repository's configs/ to lda_cls/configs/ in the wheel; in a
+    checkout (or an editable install) configs/ is next to the package.
+    """
+    package = Path(__file__).resolve().parent
+    installed = package / "configs"
+    return installed if installed.is_dir() else package.parent / "configs"

@@ -3,10 +3,16 @@
 Files in the output directory:
   log.txt, metrics.jsonl (one JSON object per logged step and per evaluation),
   tensorboard/, config.yaml, last_checkpoint.pth (everything --resume needs),
-  model_best.pth (best validation top-1 of h), model_deploy.pth (backbone + h),
-  results.json (test split, best checkpoint).
+  model_best.pth (the selected weights: best validation top-1 of h where the
+  dataset has a validation split, else the final epoch), model_deploy.pth
+  (backbone + h), results.json (test split, selected weights).
+
+The test split never selects anything that results.json reports as its headline:
+without a validation split the headline is the final epoch, and the best epoch
+on test is reported apart, as "test_selected".
 """
 import json
+import math
 import os
 import time
 from typing import Dict, Optional
@@ -25,14 +31,30 @@ from .evaluation import evaluate
 from .models import build_model, deploy_state_dict
 from .solver import build_optimizer, build_scheduler
 from .utils import (atomic_save, init_distributed, is_main_process, rank, rng_state, seed_everything,
-                    set_rng_state, setup_logger, world_size)
+                    set_rng_state, setup_logger, strict_json_dumps, world_size)
 
-__all__ = ["Trainer", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS"]
+__all__ = ["Trainer", "TrainingDiverged", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS"]
 
 LAST_CHECKPOINT = "last_checkpoint.pth"
 BEST_CHECKPOINT = "model_best.pth"
 DEPLOY_WEIGHTS = "model_deploy.pth"
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+def _changed_keys(old, new, prefix: str = ""):
+    """Dotted names of the config keys whose values differ between two CfgNodes."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
+class TrainingDiverged(RuntimeError):
+    """A logged loss was NaN or inf: training stopped before any checkpoint could hold the diverged model."""
 
 
 class Trainer:
@@ -60,10 +82,9 @@ class Trainer:
         self.num_classes = num_classes
         self.class_counts = class_counts_of(train_set, num_classes)
         self.test_set, _ = build_dataset(cfg, "test")
-        # CIFAR, digits and image folders have no validation split: model selection uses the test set
-        # (the benchmarks' convention), and its evaluation is not repeated at the end.
-        self.val_is_test = cfg.DATASET.NAME not in ("imagenet_lt", "places_lt")
-        self.val_set = self.test_set if self.val_is_test else build_dataset(cfg, "val")[0]
+        # None for CIFAR and image folders without val/: then nothing is selected, the final epoch is reported.
+        self.val_set = build_dataset(cfg, "val")[0]
+        self.selection_split = "val" if self.val_set is not None else "test"
         in_memory = isinstance(train_set, TensorImageDataset)
         self.train_preprocess = BatchPreprocess.from_config(cfg, train=True, in_memory=in_memory).to(self.device)
         self.test_preprocess = BatchPreprocess.from_config(cfg, train=False, in_memory=in_memory).to(self.device)
@@ -123,26 +144,38 @@ class Trainer:
         self._log_eval(None, -1, "test", result)
         if is_main_process():
             with open(os.path.join(self.output_dir, "eval_results.json"), "w") as handle:
-                json.dump({**result, "weights": weights}, handle, indent=2)
+                handle.write(strict_json_dumps({**result, "weights": weights}, indent=2))
         return result
 
     def load_weights(self, path: str) -> None:
         """Load a checkpoint written by this trainer (full or deploy weights) into the model."""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"weights file not found: {path}")
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        state = state.get("model", state)
+        state = self._read_checkpoint(path)
+        state = state.get("model", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of weights")
         head = self.model.head
         if not any(key.startswith("head.unbalanced.") for key in state) and head.unbalanced is not None:
             # Deploy weights: backbone + h only; h' and p are not part of them.
             head.unbalanced = head.projection = None
-        self.model.load_state_dict(state)
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(f"{path} does not match the model of this config: {error}") from None
+
+    def _read_checkpoint(self, path: str):
+        try:
+            return torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as error:  # UnpicklingError, EOFError, zip errors...: the file is what the user needs
+            raise ValueError(f"cannot read checkpoint {path} (corrupt or not a torch file): "
+                             f"{type(error).__name__}: {error}") from error
 
     # -------------------------------------------------------------- helpers
     def _write_jsonl(self, record: dict) -> None:
         if is_main_process():
             with open(os.path.join(self.output_dir, "metrics.jsonl"), "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(strict_json_dumps(record) + "\n")
 
     def _log_eval(self, writer, epoch: int, split: str, result: dict) -> None:
         self._write_jsonl({"type": "eval", "epoch": epoch, "split": split, **result})
@@ -156,9 +189,15 @@ class Trainer:
                     if value is not None:
                         writer.add_scalar(f"{split}/{classifier}/{key}", value, epoch)
 
-    def _results(self, test_result: dict, best_epoch: int, best_val: float) -> dict:
+    def _results(self, test_result: dict, selected_epoch: int, best_val: float,
+                 test_selected: Optional[dict]) -> dict:
         counts = np.asarray(self.class_counts)
         groups = shot_groups(counts, self.cfg.TEST.MANY_THRESHOLD, self.cfg.TEST.FEW_THRESHOLD)
+        has_val = self.val_set is not None
+        extra = {}
+        if test_selected is not None:
+            extra["test_selected"] = {**test_selected, "note": "best epoch picked on the test split itself: an "
+                                      "optimistic figure, not a held-out result; the headline is the final epoch"}
         return {
             **test_result,
             "dataset": self.cfg.DATASET.NAME,
@@ -170,17 +209,27 @@ class Trainer:
             "num_test_images": len(self.test_set),
             "num_classes": self.num_classes,
             "split_classes": {name: int((groups == g).sum()) for g, name in enumerate(("many", "medium", "few"))},
-            "best_epoch": best_epoch,
-            "best_val_top1": best_val,
+            "model_selection": "best validation top-1 of h" if has_val else "none: final epoch (no validation split)",
+            "selected_epoch": selected_epoch,
+            "best_val_top1": best_val if has_val else None,
+            **extra,
         }
+
+    def _read_logged(self, stacked: torch.Tensor):
+        """The logged values on the host (the one sync of a logging step) and whether any is NaN / inf on any
+        rank: under DDP every rank must stop together, or the others would wait for it forever."""
+        values = stacked.cpu().tolist()
+        non_finite = not all(math.isfinite(value) for value in values)
+        if world_size() > 1:
+            flag = torch.tensor([int(non_finite)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            non_finite = bool(flag.item())
+        return values, non_finite
 
     # ------------------------------------------------------------- training
     def train(self, resume: bool = False) -> Optional[dict]:
         """Train to SOLVER.EPOCHS (or SOLVER.STOP_EPOCH); returns results.json's dict at the end."""
         cfg = self.cfg
-        if is_main_process():
-            with open(os.path.join(self.output_dir, "config.yaml"), "w") as handle:
-                handle.write(cfg.dump())
         loader, sampler = self._train_loader()
         iters_per_epoch = len(loader)
         optimizer = build_optimizer(cfg, self.model)
@@ -188,23 +237,36 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
 
         start_epoch, global_step, best_top1, best_epoch = 0, 0, -1.0, -1
+        test_selected = None  # without a validation split: the best epoch on test, reported apart
+        saved_epoch = 0  # epoch of the checkpoint in last_checkpoint.pth (0: none yet)
         last_path = os.path.join(self.output_dir, LAST_CHECKPOINT)
         if resume:
             if not os.path.isfile(last_path):
                 raise FileNotFoundError(f"--resume: no {LAST_CHECKPOINT} in {self.output_dir}")
-            state = torch.load(last_path, map_location=self.device, weights_only=False)
-            self.model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            self.criterion.load_state_dict(state["criterion"])
-            scaler.load_state_dict(state["scaler"])
+            state = self._read_checkpoint(last_path)
+            try:
+                self.model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                self.criterion.load_state_dict(state["criterion"])
+                scaler.load_state_dict(state["scaler"])
+            except (RuntimeError, ValueError, KeyError) as error:
+                changed = _changed_keys(type(cfg).load_cfg(state["cfg"]), cfg) if "cfg" in state else []
+                raise ValueError(f"--resume: {last_path} does not fit this config"
+                                 + (f" (changed since it was written: {', '.join(changed)})" if changed else "")
+                                 + f"; resume with the run's config.yaml ({error})") from None
             start_epoch, global_step = state["epoch"], state["iteration"]
             best_top1, best_epoch = state["best_top1"], state["best_epoch"]
+            test_selected = state.get("test_selected")
+            saved_epoch = start_epoch
             set_rng_state(state["rng"][min(rank(), len(state["rng"]) - 1)])
             self.logger.info(f"resumed from {last_path} at epoch {start_epoch}")
         else:
             self.logger.info(f"training {cfg.METHOD} on {cfg.DATASET.NAME}: {len(self.train_set)} images, "
                              f"{self.num_classes} classes, counts {self.class_counts}")
+        if is_main_process():  # only now: a failed --resume leaves the run's config.yaml as it was
+            with open(os.path.join(self.output_dir, "config.yaml"), "w") as handle:
+                handle.write(cfg.dump())
 
         model = self.model
         if world_size() > 1:
@@ -248,12 +310,26 @@ class Trainer:
                     # One host sync: window means of the losses; alpha and delta acc are states, so
                     # their current values are reported instead of means.
                     keys = list(sums)
-                    states = [k for k in ("alpha", "delta_acc") if k in detached]
-                    values = torch.stack([sums[k] for k in keys] + [detached[k] for k in states]).cpu().tolist()
+                    states = [k for k in ("alpha", "delta_acc", "balanced_coefficient") if k in detached]
+                    stacked = torch.stack([sums[k] for k in keys] + [detached[k] for k in states])
+                    values, diverged = self._read_logged(stacked)
                     record = {k: v / window_steps for k, v in zip(keys, values)}
                     record.update(zip(states, values[len(keys):]))
                     record["lr"] = step_lr
                     self._write_jsonl({"type": "train", "epoch": epoch + 1, "iter": global_step, **record})
+                    if diverged:
+                        # The window sums every step's loss, and the last step of each epoch is logged, so
+                        # no checkpoint is written after a non-finite loss: last_checkpoint.pth stays good.
+                        if writer is not None:
+                            writer.close()
+                        message = (
+                            f"non-finite loss at epoch {epoch + 1}, iteration {global_step} "
+                            f"({', '.join(f'{k} {v}' for k, v in record.items())}): training stopped. "
+                            + (f"{last_path} (epoch {saved_epoch}) is the last good checkpoint, kept. "
+                               if saved_epoch else "No checkpoint was written before it. ")
+                            + "Lower SOLVER.BASE_LR or check the LDA.* settings.")
+                        self.logger.error(message)
+                        raise TrainingDiverged(message)
                     if writer is not None:
                         for key, value in record.items():
                             writer.add_scalar(f"train/{key}", value, global_step)
@@ -265,13 +341,18 @@ class Trainer:
 
             finished = epoch + 1 == cfg.SOLVER.EPOCHS
             if (epoch + 1) % cfg.TEST.EVAL_PERIOD == 0 or finished:
-                val_result = self.evaluate("val")
-                self._log_eval(writer, epoch + 1, "val", val_result)
-                top1 = val_result["balanced"]["top1"]
-                if top1 > best_top1:
+                split = self.selection_split
+                result = self.evaluate(split)
+                self._log_eval(writer, epoch + 1, split, result)
+                top1 = result["balanced"]["top1"]
+                if split == "test" and (test_selected is None or top1 > test_selected["balanced"]["top1"]):
+                    test_selected = {"epoch": epoch + 1, **result}
+                # Selected weights: the best on validation, or without a validation split the final epoch.
+                selected = top1 > best_top1 if split == "val" else finished
+                if selected:
                     best_top1, best_epoch = top1, epoch + 1
                     if is_main_process():
-                        atomic_save({"model": self.model.state_dict(), "epoch": epoch + 1, "val": val_result},
+                        atomic_save({"model": self.model.state_dict(), "epoch": epoch + 1, split: result},
                                     os.path.join(self.output_dir, BEST_CHECKPOINT))
             if (epoch + 1) % cfg.CHECKPOINT_PERIOD == 0 or finished or epoch + 1 == stop_epoch:
                 rng = [rng_state()]
@@ -282,8 +363,10 @@ class Trainer:
                     atomic_save({"model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
                                  "scheduler": scheduler.state_dict(), "criterion": self.criterion.state_dict(),
                                  "scaler": scaler.state_dict(), "epoch": epoch + 1, "iteration": global_step,
-                                 "best_top1": best_top1, "best_epoch": best_epoch, "rng": rng,
+                                 "best_top1": best_top1, "best_epoch": best_epoch,
+                                 "test_selected": test_selected, "rng": rng,
                                  "cfg": cfg.dump()}, last_path)
+                saved_epoch = epoch + 1
             if world_size() > 1:
                 dist.barrier()
 
@@ -292,21 +375,22 @@ class Trainer:
         if stop_epoch < cfg.SOLVER.EPOCHS:
             self.logger.info(f"stopped after epoch {stop_epoch} (SOLVER.STOP_EPOCH); continue with --resume")
             return None
-        return self.finish(best_epoch, best_top1)
+        return self.finish(best_epoch, best_top1, test_selected)
 
-    def finish(self, best_epoch: int, best_top1: float) -> dict:
-        """Evaluate the best checkpoint on the test split; write results.json and the deploy weights."""
+    def finish(self, best_epoch: int, best_top1: float, test_selected: Optional[dict] = None) -> dict:
+        """Evaluate the selected checkpoint on the test split; write results.json and the deploy weights."""
         best_path = os.path.join(self.output_dir, BEST_CHECKPOINT)
         self.load_weights(best_path)
-        if self.val_is_test:
-            test_result = torch.load(best_path, map_location="cpu", weights_only=False)["val"]
+        if self.val_set is None:
+            # The final epoch, already evaluated on test after its training; not repeated.
+            test_result = torch.load(best_path, map_location="cpu", weights_only=False)["test"]
         else:
             test_result = self.evaluate("test")
-        results = self._results(test_result, best_epoch, best_top1)
-        self._log_eval(None, best_epoch, "test", test_result)
+            self._log_eval(None, best_epoch, "test", test_result)
+        results = self._results(test_result, best_epoch, best_top1, test_selected)
         if is_main_process():
             atomic_save(deploy_state_dict(self.model), os.path.join(self.output_dir, DEPLOY_WEIGHTS))
             with open(os.path.join(self.output_dir, "results.json"), "w") as handle:
-                json.dump(results, handle, indent=2)
+                handle.write(strict_json_dumps(results, indent=2))
             self.logger.info(f"results: {json.dumps(results)}")
         return results

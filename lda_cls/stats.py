@@ -72,6 +72,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args.output_dir, args.method = "unused", None
     cfg = setup_cfg(args, parser)
     dataset, num_classes = build_dataset(cfg, args.split, load_images=False)
+    if dataset is None:
+        parser.error(f"{cfg.DATASET.NAME} has no {args.split} split")
     counts = class_counts_of(dataset, num_classes)
     if args.split != "train":
         print("note: many/medium/few below use this split's own counts", file=sys.stderr)

@@ -7,13 +7,11 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import List, Optional
 
-from .config import get_cfg
+from .config import configs_root, get_cfg
 
-# configs/ lives next to the package in the repository (detectron2's layout).
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "cls"
+CONFIG_DIR = configs_root() / "cls"  # the installed package's, or the checkout's configs/cls
 DATASETS = ("digits_lt", "cifar10_lt", "cifar100_lt", "imagenet_lt", "places_lt", "imagefolder_lt")
 
 
@@ -26,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", help="sets OUTPUT_DIR (default output/<dataset>_<method>)")
     parser.add_argument("--method", choices=("lda", "ce"), help="sets METHOD")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in an OUTPUT_DIR that holds an earlier run, deleting that run's files "
+                             "(without it, or --resume, such a directory is refused)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test split")
     parser.add_argument("--weights", help="checkpoint for --eval-only (model_best.pth, model_deploy.pth, ...)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs overriding config keys")
@@ -80,6 +81,10 @@ def setup_cfg(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser
     opts = list(args.opts or [])
     if opts and opts[0] == "--":
         opts = opts[1:]
+    flags = [item for item in opts if item.startswith("--")]
+    if flags:  # argparse hands everything after the first KEY to the overrides
+        fail(f"option {flags[0]} comes after the KEY VALUE pairs: options go before the KEY VALUE pairs, "
+             f"e.g. python -m lda_cls.train {flags[0]} ... {' '.join(opts[:2])} ...")
     if len(opts) % 2:
         fail(f"overrides must be KEY VALUE pairs, got an odd number: {opts}")
     try:
@@ -96,14 +101,48 @@ def setup_cfg(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser
     return cfg
 
 
+def previous_run_files(output_dir: str) -> List[str]:
+    """The files in ``output_dir`` that show an earlier training run (a fresh run would overwrite or mix them)."""
+    from .engine import LAST_CHECKPOINT
+
+    return [name for name in (LAST_CHECKPOINT, "results.json", "metrics.jsonl")
+            if os.path.isfile(os.path.join(output_dir, name))]
+
+
+def clear_previous_run(output_dir: str) -> None:
+    """Delete what a run of the Trainer writes (--overwrite); other files and the directory itself stay."""
+    from .engine import BEST_CHECKPOINT, DEPLOY_WEIGHTS, LAST_CHECKPOINT
+
+    for name in (LAST_CHECKPOINT, BEST_CHECKPOINT, DEPLOY_WEIGHTS, "results.json", "metrics.jsonl",
+                 "eval_results.json", "config.yaml", "log.txt"):
+        path = os.path.join(output_dir, name)
+        if os.path.isfile(path):
+            os.remove(path)
+    events = os.path.join(output_dir, "tensorboard")
+    if os.path.isdir(events):
+        for name in os.listdir(events):
+            if name.startswith("events.out.tfevents"):
+                os.remove(os.path.join(events, name))
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     cfg = setup_cfg(args, parser)
     if args.eval_only and not args.weights:
         parser.error("--eval-only needs --weights")
+    if args.resume and args.overwrite:
+        parser.error("--resume continues the run in OUTPUT_DIR, --overwrite deletes it: pass one of them")
     from .engine import Trainer  # imported late so that --help and config errors stay fast
     from .utils import is_main_process
+
+    if not args.eval_only and not args.resume:
+        earlier = previous_run_files(cfg.OUTPUT_DIR)
+        if earlier and not args.overwrite:
+            parser.error(f"{cfg.OUTPUT_DIR} already holds a run ({', '.join(earlier)}): pass --resume to continue "
+                         f"it, --overwrite to replace it, or another --output-dir")
+        if earlier and int(os.environ.get("RANK", "0")) == 0:  # before the process group exists
+            clear_previous_run(cfg.OUTPUT_DIR)
 
     trainer = Trainer(cfg, cfg.OUTPUT_DIR)
     if args.eval_only:
@@ -115,5 +154,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from .engine import TrainingDiverged
+
+    try:
+        main()
+    except TrainingDiverged as error:
+        sys.exit(f"error: {error}")  # exit status 1, the message without a traceback
     sys.exit(0)

@@ -1,5 +1,8 @@
 """Process-group set-up, seeding, logging and atomic checkpoint files."""
+import errno
+import json
 import logging
+import math
 import os
 import random
 import sys
@@ -10,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["init_distributed", "rank", "world_size", "is_main_process", "seed_everything", "rng_state",
-           "set_rng_state", "atomic_save", "setup_logger"]
+           "set_rng_state", "atomic_save", "setup_logger", "json_safe", "strict_json_dumps"]
 
 
 def init_distributed() -> torch.device:
@@ -62,11 +65,39 @@ def atomic_save(obj: Any, path: str) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
     tmp = f"{path}.tmp"
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save(obj, tmp)
+            os.replace(tmp, path)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, f"no space left on device while writing {path} "
+                                            f"(the previous file, if any, is unchanged)") from error
+            raise
+        except RuntimeError as error:
+            # torch's zip writer reports a short write (a full disk) as "unexpected pos A vs B".
+            if "unexpected pos" in str(error):
+                raise OSError(errno.ENOSPC, f"no space left on device while writing {path} (torch: {error}; "
+                                            f"the previous file, if any, is unchanged)") from error
+            raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN / inf float replaced by None, so that it serialises as strict JSON (null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def strict_json_dumps(value: Any, **kwargs) -> str:
+    """json.dumps that writes null for NaN / inf (bare NaN is not JSON; strict parsers reject it)."""
+    return json.dumps(json_safe(value), allow_nan=False, **kwargs)
 
 
 def setup_logger(output_dir: str, name: str = "lda_cls") -> logging.Logger:

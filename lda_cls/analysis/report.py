@@ -7,6 +7,7 @@ import base64
 import datetime
 import html
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import List, Sequence
 
@@ -64,6 +65,22 @@ th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 details { margin-bottom: 1em; } .caption { color: #444; } .meta { color: #666; font-size: 0.9em; }
 """
+
+
+def text_table(table: Table, digits: int = 4) -> str:
+    """``table`` as aligned plain text for a terminal: numeric columns right-aligned, missing values "-"."""
+    cells = [[format_value(value, digits).replace("\u2013", "-") for value in row] for row in table.rows]
+    widths = [max(len(text) for text in column) for column in zip(table.columns, *cells)]
+    numeric = [all(value is None or (isinstance(value, numbers.Number) and not isinstance(value, bool))
+                   for value in column) and bool(table.rows)
+               for column in zip(*table.rows)] if table.rows else [False] * len(table.columns)
+
+    def line(texts):
+        return "  ".join(text.rjust(width) if right else text.ljust(width)
+                         for text, width, right in zip(texts, widths, numeric)).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(table.columns), rule] + [line(row) for row in cells])
 
 
 def _table_html(table: Table) -> str:

@@ -1,7 +1,8 @@
 """Long-tailed classification datasets, built by name from the config.
 
 Every builder returns ``(dataset, num_classes)`` for one split ("train", "val",
-"test"); datasets expose ``targets`` (list of int). ``load_images=False`` lists
+"test"); datasets expose ``targets`` (list of int). ``dataset`` is None for "val"
+where the data has no validation split (CIFAR, image folders without ``val/``). ``load_images=False`` lists
 the labels only (``lda_cls.stats`` never decodes an image).
 
 Images come out as uint8 CHW tensors; normalisation and the cheap augmentations
@@ -17,6 +18,8 @@ from fvcore.common.registry import Registry
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .file_check import check_files_exist
+from .places365 import places365_release_path, resolve_places_layout
 from .profile import subsample_long_tail
 
 __all__ = ["DATASET_REGISTRY", "build_dataset", "TensorImageDataset", "FileListDataset",
@@ -83,8 +86,12 @@ def scan_image_folder(directory: str) -> Tuple[List[str], List[Tuple[str, int]]]
         raise ValueError(f"image folder {directory} has no class sub-folders")
     samples = []
     for label, name in enumerate(classes):
-        files = sorted(f for f in os.listdir(os.path.join(directory, name))
-                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        with os.scandir(os.path.join(directory, name)) as listing:
+            files = sorted(entry.name for entry in listing
+                           if entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file())
+        if not files:  # a zero-image class would skew the imbalance ratio and the shot groups
+            raise ValueError(f"class folder {os.path.join(directory, name)} has no images "
+                             f"({', '.join(IMAGE_EXTENSIONS)}); remove it or add its images")
         samples.extend((os.path.join(name, f), label) for f in files)
     return classes, samples
 
@@ -151,6 +158,8 @@ def _decode_folder(directory: str, samples: List[Tuple[str, int]], cache_file: s
 
 
 def _cifar(cfg, split: str, load_images: bool, num_classes: int):
+    if split == "val":
+        return None, num_classes  # CIFAR has no validation split
     root = cfg.DATASET.ROOT
     folder_split = cfg.DATASET.TRAIN_DIR if split == "train" else cfg.DATASET.TEST_DIR
     if root and os.path.isdir(os.path.join(root, folder_split)):
@@ -201,11 +210,12 @@ def cifar100_lt(cfg, split: str, load_images: bool = True):
 
 @DATASET_REGISTRY.register()
 def digits_lt(cfg, split: str, load_images: bool = True):
-    """scikit-learn's 8x8 handwritten digits: a balanced held-out test set and a long-tailed training set.
+    """scikit-learn's 8x8 handwritten digits: balanced held-out test and validation sets, a long-tailed training set.
 
-    DIGITS_TEST_PER_CLASS images of each class (seeded) are the test set; the
-    remaining pool is subsampled with the exponential profile, n_max = the
-    smallest pool, so every class can fill its quota.
+    DIGITS_TEST_PER_CLASS images of each class (seeded) are the test set, the
+    next DIGITS_VAL_PER_CLASS the validation set (model selection); the remaining
+    pool is subsampled with the exponential profile, n_max = the smallest pool,
+    so every class can fill its quota. The three sets are disjoint.
     """
     from sklearn.datasets import load_digits
 
@@ -214,11 +224,14 @@ def digits_lt(cfg, split: str, load_images: bool = True):
     num_classes = 10
     rng = np.random.RandomState(cfg.DATASET.SUBSAMPLE_SEED)
     per_class = int(cfg.DATASET.DIGITS_TEST_PER_CLASS)
-    test_index, pool_index = [], []
+    val_per_class = int(cfg.DATASET.DIGITS_VAL_PER_CLASS)
+    test_index, val_index, pool_index = [], [], []
     for class_index in range(num_classes):
         members = rng.permutation(np.flatnonzero(targets == class_index))
         test_index.append(members[:per_class])
-        pool_index.append(members[per_class:])
+        # Taken after the test images, so the test set does not depend on the validation size.
+        val_index.append(members[per_class:per_class + val_per_class])
+        pool_index.append(members[per_class + val_per_class:])
     if split == "train":
         pool = np.concatenate(pool_index)
         n_max = min(len(p) for p in pool_index)
@@ -227,6 +240,10 @@ def digits_lt(cfg, split: str, load_images: bool = True):
                                             seed=cfg.DATASET.SUBSAMPLE_SEED, n_max=n_max)]
         else:
             keep = np.sort(pool)
+    elif split == "val":
+        if val_per_class <= 0:
+            return None, num_classes
+        keep = np.sort(np.concatenate(val_index))
     else:
         keep = np.sort(np.concatenate(test_index))
     images = None
@@ -247,7 +264,16 @@ def _split_file_dataset(cfg, split: str, load_images: bool, default_classes: int
                   "test": cfg.DATASET.TEST_SPLIT_FILE}[split]
     num_classes = cfg.DATASET.NUM_CLASSES or default_classes
     samples = parse_split_file(split_file, num_classes)
-    transform = build_file_transform(cfg, train=(split == "train")) if load_images else None
+    transform = None
+    if load_images:
+        source = f"{cfg.DATASET.NAME} {split} split {split_file}"
+        if cfg.DATASET.NAME == "places_lt":
+            layout = resolve_places_layout(root, samples, cfg.DATASET.PLACES_LAYOUT, source)
+            if layout == "release":
+                samples = [(places365_release_path(path), label) for path, label in samples]
+            source += f" (Places-365 layout {layout!r})"
+        check_files_exist(root, [path for path, _ in samples], source)  # now, not after the training epochs
+        transform = build_file_transform(cfg, train=(split == "train"))
     return FileListDataset(root, samples, transform), num_classes
 
 
@@ -259,17 +285,23 @@ def imagenet_lt(cfg, split: str, load_images: bool = True):
 
 @DATASET_REGISTRY.register()
 def places_lt(cfg, split: str, load_images: bool = True):
-    """Places-LT (Liu et al. 2019): Places_LT_{train,val,test}.txt under the Places-365 root."""
+    """Places-LT (Liu et al. 2019): Places_LT_{train,val,test}.txt under the Places-365 root
+    in either layout of ``places365`` (DATASET.PLACES_LAYOUT)."""
     return _split_file_dataset(cfg, split, load_images, 365)
 
 
 @DATASET_REGISTRY.register()
 def imagefolder_lt(cfg, split: str, load_images: bool = True):
-    """Any ``<root>/<TRAIN_DIR|TEST_DIR>/<class>/<image>`` tree; IR > 1 subsamples the training split."""
+    """Any ``<root>/<TRAIN_DIR|VAL_DIR|TEST_DIR>/<class>/<image>`` tree (VAL_DIR optional); IR > 1 subsamples
+    the training split."""
     from .transforms import build_file_transform
 
     _require_dir(cfg.DATASET.ROOT, "imagefolder_lt root")
-    directory = os.path.join(cfg.DATASET.ROOT, cfg.DATASET.TRAIN_DIR if split == "train" else cfg.DATASET.TEST_DIR)
+    split_dirs = {"train": cfg.DATASET.TRAIN_DIR, "val": cfg.DATASET.VAL_DIR, "test": cfg.DATASET.TEST_DIR}
+    directory = os.path.join(cfg.DATASET.ROOT, split_dirs[split])
+    if split == "val" and not (cfg.DATASET.VAL_DIR and os.path.isdir(directory)):
+        classes, _ = scan_image_folder(os.path.join(cfg.DATASET.ROOT, cfg.DATASET.TRAIN_DIR))
+        return None, len(classes)
     classes, samples = scan_image_folder(directory)
     if split != "train":
         train_classes, _ = scan_image_folder(os.path.join(cfg.DATASET.ROOT, cfg.DATASET.TRAIN_DIR))
@@ -288,13 +320,12 @@ def imagefolder_lt(cfg, split: str, load_images: bool = True):
 def build_dataset(cfg, split: str, load_images: bool = True):
     """(dataset, num_classes) of ``split`` in {"train", "val", "test"} for cfg.DATASET.NAME.
 
-    Datasets without a validation split (CIFAR, digits, image folders) return the test split for "val".
+    Datasets without a validation split (CIFAR, image folders without VAL_DIR) return (None, num_classes)
+    for "val": the caller must not select a model on the test split in its place.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     name = cfg.DATASET.NAME
     if name not in DATASET_REGISTRY:
         raise KeyError(f"unknown DATASET.NAME {name!r}; registered: {sorted(k for k, _ in DATASET_REGISTRY)}")
-    if split == "val" and name not in ("imagenet_lt", "places_lt"):
-        split = "test"
     return DATASET_REGISTRY.get(name)(cfg, split, load_images)

@@ -27,12 +27,21 @@ class LongTailClassifier(nn.Module):
         return self.head(features)
 
 
-def freeze_all_but_last_block(backbone: nn.Module) -> None:
+FROZEN_BN_MODES = ("train", "frozen")
+
+
+def freeze_all_but_last_block(backbone: nn.Module, frozen_bn: str = "train") -> None:
     """Freeze a ResNet except its last residual block (Places-LT protocol, after OLTR).
 
-    Frozen BatchNorms become FrozenBatchNorm2d (timm.utils.freeze), so their
-    ImageNet statistics stay put too.
+    The frozen layers' BatchNorm affine parameters never train. Their statistics:
+    ``frozen_bn="train"`` keeps them ordinary BatchNorms, which in training mode
+    normalise with batch statistics and update their running estimates, as the
+    official trainer does (it only sets requires_grad=False, then model.train());
+    ``"frozen"`` turns them into FrozenBatchNorm2d (timm.utils.freeze), so the
+    ImageNet statistics stay put.
     """
+    if frozen_bn not in FROZEN_BN_MODES:
+        raise ValueError(f"MODEL.FROZEN_BN must be one of {FROZEN_BN_MODES}, got {frozen_bn!r}")
     stages = [name for name, _ in backbone.named_children() if name.startswith("layer")]
     if not stages:
         raise ValueError(f"MODEL.FREEZE=all_but_last_block needs a ResNet-style backbone with layerN stages, "
@@ -41,7 +50,7 @@ def freeze_all_but_last_block(backbone: nn.Module) -> None:
     frozen = [name for name, module in backbone.named_children()
               if name != stages[-1] and any(True for _ in module.parameters())]
     frozen += [f"{stages[-1]}.{index}" for index in range(len(last_stage) - 1)]
-    freeze(backbone, frozen)
+    freeze(backbone, frozen, include_bn_running_stats=frozen_bn == "frozen")
 
 
 def build_model(cfg, num_classes: int) -> LongTailClassifier:
@@ -53,9 +62,17 @@ def build_model(cfg, num_classes: int) -> LongTailClassifier:
             raise FileNotFoundError(f"MODEL.PRETRAINED_FILE not found: {path}")
         # timm reads the local file and drops the ImageNet classifier (num_classes=0).
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=path))
-    backbone = timm.create_model(cfg.MODEL.BACKBONE, **kwargs)
+    if not cfg.MODEL.ZERO_INIT_LAST:
+        kwargs["zero_init_last"] = False  # timm ResNets only; others do not take the argument
+    try:
+        backbone = timm.create_model(cfg.MODEL.BACKBONE, **kwargs)
+    except TypeError as error:
+        if "zero_init_last" not in str(error):
+            raise
+        raise ValueError(f"MODEL.ZERO_INIT_LAST False: backbone {cfg.MODEL.BACKBONE!r} takes no zero_init_last "
+                         f"(timm ResNet-family only); leave the key True") from error
     if cfg.MODEL.FREEZE == "all_but_last_block":
-        freeze_all_but_last_block(backbone)
+        freeze_all_but_last_block(backbone, cfg.MODEL.FROZEN_BN)
     elif cfg.MODEL.FREEZE != "none":
         raise ValueError(f"MODEL.FREEZE must be 'none' or 'all_but_last_block', got {cfg.MODEL.FREEZE!r}")
     head = LDAHead(backbone.num_features, num_classes, method=cfg.METHOD,

@@ -37,6 +37,22 @@ class Trainer(DefaultTrainer):
                              max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
 
 
+class EvalCheckpointer(AtomicDetectionCheckpointer):
+    """Refuses weights that leave part of the model as initialised: evaluating them measures random layers."""
+
+    def _load_model(self, checkpoint):
+        incompatible = super()._load_model(checkpoint)
+        # LDALoss state (alpha window, class weights) and BN batch counters play no part in inference.
+        missing = [key for key in incompatible.missing_keys
+                   if ".lda_loss." not in key and not key.endswith("num_batches_tracked")]
+        if missing or incompatible.incorrect_shapes:
+            shapes = [f"{key} {tuple(got)} vs model {tuple(want)}" for key, got, want in incompatible.incorrect_shapes]
+            raise ValueError(f"--eval-only: the weights do not match the model ({len(missing)} model keys missing "
+                             f"from them, e.g. {missing[:3]}; {len(shapes)} of another shape, e.g. {shapes[:3]}): "
+                             f"pass a checkpoint of this model as MODEL.WEIGHTS")
+        return incompatible
+
+
 def setup(args):
     cfg = get_cfg()
     add_lda_config(cfg)
@@ -54,7 +70,11 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer = EvalCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        if not cfg.MODEL.WEIGHTS and not (args.resume and checkpointer.has_checkpoint()):
+            raise ValueError("--eval-only needs weights: set MODEL.WEIGHTS (or --resume with a checkpoint in "
+                             "OUTPUT_DIR); without them it would evaluate a randomly initialised model")
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)

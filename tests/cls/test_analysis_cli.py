@@ -20,9 +20,14 @@ def runs(tmp_path_factory):
     return dirs
 
 
-def test_analyze_cli_reproduces_the_runs_accuracies_and_writes_the_report(runs, tmp_path, caplog):
+def test_analyze_cli_reproduces_the_runs_accuracies_and_writes_the_report(runs, tmp_path, caplog, capsys):
     out = str(tmp_path / "analysis")
     result = analyze.main([runs["lda"], "--compare", runs["ce"], "--out", out, "--per-class", "20"])
+    # The summary is printed as an aligned table, one line per run, not as Python lists.
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split()[:4] == ["run", "method", "top-1", "%"] and set(printed[1]) == {"-", " "}
+    assert [line.split()[0] for line in printed[2:4]] == ["digits_lda", "digits_ce"]
+    assert not any(line.startswith("[") for line in printed)
     assert sorted(os.listdir(out)) == sorted(
         ["alpha_delta_acc.png", "analysis.json", "classifier_tsne.png", "features", "intra_inter_distance.png",
          "per_class_accuracy.png", "report.html", "tail_to_head_confusion.png", "train_test_discrepancy.png",

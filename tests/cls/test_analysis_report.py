@@ -16,6 +16,19 @@ def _write_lines(path, lines):
     return str(path)
 
 
+def test_text_table_aligns_columns_and_right_aligns_numbers():
+    from lda_cls.analysis.report import text_table
+
+    table = Table(["run", "method", "top-1 %", "few %"],
+                  [["digits_lda", "lda", 96.0, None], ["digits_ce", "ce", np.float64(94.2), 84.123456]])
+    assert text_table(table).splitlines() == [
+        "run         method  top-1 %  few %",
+        "----------  ------  -------  -----",
+        "digits_lda  lda          96      -",
+        "digits_ce   ce         94.2  84.12",
+    ]
+
+
 def test_read_metrics_names_file_and_line_of_a_bad_record(tmp_path):
     good = _write_lines(tmp_path / "metrics.jsonl", ['{"type": "train", "epoch": 0}', "", '{"type": "eval"}'])
     assert [r["type"] for r in read_metrics(good)] == ["train", "eval"]

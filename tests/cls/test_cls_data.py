@@ -1,8 +1,10 @@
 import os
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from lda_cls import BatchPreprocess, build_dataset, build_datasets, get_cfg
 from lda_cls.data import long_tail_counts, parse_split_file, shot_groups, subsample_long_tail
@@ -60,9 +62,8 @@ def test_cifar_from_image_folder_follows_profile_and_caches(image_tree, tmp_path
     assert len(os.listdir(tmp_path / "cache")) == 2
     again, _ = build_dataset(cfg, "train")  # served from the cache
     assert torch.equal(again.images, train.images)
-    # "val" of a dataset without a validation split is the test split.
-    val, _ = build_dataset(cfg, "val")
-    assert val.targets == test.targets
+    # CIFAR has no validation split: "val" is None, never the test split in disguise.
+    assert build_dataset(cfg, "val") == (None, 10)
 
 
 def test_cifar_errors_name_the_problem(tmp_path, image_tree):
@@ -83,11 +84,27 @@ def test_cifar_errors_name_the_problem(tmp_path, image_tree):
 def test_digits_lt_profile_and_balanced_test_set():
     cfg = get_cfg()
     train, test, counts = build_datasets(cfg)
-    # n_max is the smallest per-class pool after holding out 50 test images per class (174 - 50).
-    assert counts == long_tail_counts(124, 10, 10)
+    # n_max is the smallest per-class pool after holding out 50 test and 20 validation images per class
+    # (class 8 has 174: 174 - 50 - 20).
+    assert counts == long_tail_counts(104, 10, 10)
     assert np.bincount(test.targets).tolist() == [50] * 10
     assert train.images.shape == (sum(counts), 1, 8, 8) and train.images.dtype == torch.uint8
     assert int(train.images.max()) == 255
+
+
+def test_digits_lt_validation_split_is_balanced_and_disjoint():
+    cfg = get_cfg()
+    train, test, _ = build_datasets(cfg)
+    val, num_classes = build_dataset(cfg, "val")
+    assert num_classes == 10 and np.bincount(val.targets).tolist() == [20] * 10
+    # Every digits image is distinct, so disjoint pixel contents mean disjoint images.
+    keys = [{image.numpy().tobytes() for image in part.images} for part in (train, val, test)]
+    assert [len(k) for k in keys] == [len(train), 200, 500]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    # The test set does not depend on the validation size; without validation images there is no split.
+    cfg.DATASET.DIGITS_VAL_PER_CLASS = 0
+    assert torch.equal(build_dataset(cfg, "test")[0].images, test.images)
+    assert build_dataset(cfg, "val") == (None, 10)
 
 
 def test_imagefolder_lt_as_is_and_subsampled(tmp_path, write_image_tree):
@@ -102,6 +119,11 @@ def test_imagefolder_lt_as_is_and_subsampled(tmp_path, write_image_tree):
     assert image.shape == (3, 8, 8) and image.dtype == torch.uint8
     cfg.DATASET.IMBALANCE_RATIO = 4.0
     assert build_datasets(cfg)[2] == [12, 6, 3]
+    # val/ is optional: without it there is no validation split; with it, it is read as is.
+    assert build_dataset(cfg, "val") == (None, 3)
+    write_image_tree(str(root / "val"), [1, 2, 1], prefix="c")
+    val, _ = build_dataset(cfg, "val")
+    assert val.targets == [0, 1, 1, 2] and val[0][0].shape == (3, 8, 8)
     write_image_tree(str(root / "test"), [1], prefix="extra")
     with pytest.raises(ValueError, match="differ from those of the training split"):
         build_dataset(cfg, "test")
@@ -151,7 +173,7 @@ def test_imagenet_lt_from_split_files(tmp_path, write_image_tree):
     # Label statistics (lda_cls.stats) need the split file only.
     assert build_dataset(cfg, "train", load_images=False)[0].targets == [0, 0, 0, 0, 1, 1]
     cfg.DATASET.ROOT = str(root)
-    (root / "train" / "n01" / "img_001.png").unlink()
+    (root / "train" / "n01" / "img_001.png").write_bytes(b"not a png")
     with pytest.raises(RuntimeError, match="cannot read image .*n01/img_001.png"):
         build_dataset(cfg, "train")[0][5]
     cfg.DATASET.NUM_CLASSES = 1
@@ -190,3 +212,146 @@ def test_batch_preprocess_normalises_crops_and_flips():
         assert any(torch.equal(out, w) for w in windows)
     with pytest.raises(ValueError, match="channels"):
         BatchPreprocess([0.5], [0.5])(images)
+
+
+def test_missing_listed_images_stop_the_build_before_training(tmp_path, write_image_tree):
+    root = tmp_path / "imagenet"
+    write_image_tree(str(root / "train"), [4, 3], prefix="n")
+    lines = [f"train/n{label:02d}/img_{i:03d}.png {label}" for label, n in enumerate([4, 3]) for i in range(n)]
+    split = {name: write_split(tmp_path / f"ImageNet_LT_{name}.txt", lines) for name in ("train", "val", "test")}
+    cfg = make_cfg(**{"DATASET.NAME": "imagenet_lt", "DATASET.ROOT": str(root), "DATASET.NUM_CLASSES": 2,
+                      "DATASET.TRAIN_SPLIT_FILE": split["train"], "DATASET.VAL_SPLIT_FILE": split["val"],
+                      "DATASET.TEST_SPLIT_FILE": split["test"], "INPUT.SIZE": 8, "INPUT.TEST_RESIZE": 8})
+    assert len(build_dataset(cfg, "test")[0]) == 7
+    (root / "train" / "n00" / "img_002.png").unlink()
+    (root / "train" / "n01" / "img_000.png").unlink()
+    for name in ("train", "val", "test"):  # every split, at build time, before any image is decoded
+        with pytest.raises(FileNotFoundError, match=rf"2 of the 7 images listed by imagenet_lt {name} split "
+                                                    rf".*ImageNet_LT_{name}.txt are missing under .*: "
+                                                    r".*n00/img_002.png, .*n01/img_000.png$"):
+            build_dataset(cfg, name)
+    # A directory is not an image, and a whole missing folder counts each of its images.
+    (root / "train" / "n00" / "img_002.png").mkdir()
+    shutil.rmtree(root / "train" / "n01")
+    with pytest.raises(FileNotFoundError, match=r"4 of the 7 images .*img_002.png, .*n01/img_000.png, "
+                                                r".*n01/img_001.png, .*n01/img_002.png$"):
+        build_dataset(cfg, "train")
+    # More than five: the first five, then the count of the rest.
+    write_split(tmp_path / "long.txt", [f"train/n00/gone_{i}.png 0" for i in range(8)])
+    cfg.DATASET.TRAIN_SPLIT_FILE = str(tmp_path / "long.txt")
+    with pytest.raises(FileNotFoundError, match=r"8 of the 8 .*gone_4.png \(and 3 more\)$"):
+        build_dataset(cfg, "train")
+    # Label statistics still need the split file only.
+    assert len(build_dataset(cfg, "train", load_images=False)[0]) == 8
+
+
+def test_missing_files_lists_each_folder_once(tmp_path, monkeypatch):
+    from lda_cls.data import file_check
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        for i in range(50):
+            (tmp_path / folder / f"{i}.jpg").write_bytes(b"")
+    listed = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(file_check.os, "scandir", lambda path: listed.append(path) or real_scandir(path))
+    paths = [f"{folder}/{i}.jpg" for i in range(51) for folder in ("b", "a")]
+    assert file_check.missing_files(str(tmp_path), paths) == ["b/50.jpg", "a/50.jpg"]
+    assert sorted(os.path.basename(p) for p in listed) == ["a", "b"]
+
+
+def test_empty_class_folder_is_an_error_naming_it(tmp_path, write_image_tree, image_tree):
+    root = tmp_path / "mine"
+    write_image_tree(str(root / "train"), [3, 2], prefix="c")
+    write_image_tree(str(root / "test"), [1, 1], prefix="c")
+    (root / "train" / "c02_empty").mkdir()
+    (root / "train" / "c02_empty" / "notes.txt").write_text("no images here")
+    cfg = make_cfg(**{"DATASET.NAME": "imagefolder_lt", "DATASET.ROOT": str(root), "INPUT.SIZE": 8,
+                      "INPUT.TEST_RESIZE": 8})
+    with pytest.raises(ValueError, match=r"class folder .*train/c02_empty has no images"):
+        build_dataset(cfg, "train")
+    with pytest.raises(ValueError, match=r"c02_empty has no images"):
+        build_dataset(cfg, "train", load_images=False)  # lda_cls.stats too
+    # The CIFAR image-folder trees go through the same scan.
+    (image_tree / "test" / "class04").rename(image_tree / "test" / "class04_moved")
+    (image_tree / "test" / "class04").mkdir()
+    cfg = make_cfg(**{"DATASET.NAME": "cifar10_lt", "DATASET.ROOT": str(image_tree)})
+    with pytest.raises(ValueError, match=r"test/class04 has no images"):
+        build_dataset(cfg, "test")
+
+
+def _write_places(root, relative_paths):
+    """Tiny JPEGs whose red channel encodes the label: {relative path: label}."""
+    for path, label in relative_paths.items():
+        full = root / path
+        full.parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+        pixels[..., 0] = 40 * (label + 1)
+        Image.fromarray(pixels).save(full, quality=100)
+
+
+# (path as the OLTR split files list it, release-layout path, label)
+PLACES_IMAGES = [
+    ("train/airfield/00000001.jpg", "train/a/airfield/00000001.jpg", 0),
+    ("train/airfield/00000002.jpg", "train/a/airfield/00000002.jpg", 0),
+    ("train/apartment_building-outdoor/00000003.jpg", "train/a/apartment_building/outdoor/00000003.jpg", 1),
+    ("train/bazaar-indoor/00000004.jpg", "train/b/bazaar/indoor/00000004.jpg", 2),
+    ("val/airfield/Places365_val_00000005.jpg", "val/Places365_val_00000005.jpg", 0),
+    ("val/apartment_building-outdoor/Places365_val_00000006.jpg", "val/Places365_val_00000006.jpg", 1),
+    ("val/bazaar-indoor/Places365_val_00000007.jpg", "val/Places365_val_00000007.jpg", 2),
+]
+
+
+@pytest.mark.parametrize("layout", ["listed", "release"])
+def test_places_lt_reads_both_places365_layouts(tmp_path, layout):
+    from lda_cls.data.places365 import places365_release_path
+
+    root = tmp_path / layout
+    column = 0 if layout == "listed" else 1
+    _write_places(root, {entry[column]: entry[2] for entry in PLACES_IMAGES})
+    train_lines = [f"{listed} {label}" for listed, _, label in PLACES_IMAGES[:4]]
+    test_lines = [f"{listed} {label}" for listed, _, label in PLACES_IMAGES[4:]]
+    cfg = make_cfg(**{"DATASET.NAME": "places_lt", "DATASET.ROOT": str(root), "DATASET.NUM_CLASSES": 3,
+                      "DATASET.TRAIN_SPLIT_FILE": write_split(tmp_path / "Places_LT_train.txt", train_lines),
+                      "DATASET.VAL_SPLIT_FILE": write_split(tmp_path / "Places_LT_val.txt", train_lines[1:3]),
+                      "DATASET.TEST_SPLIT_FILE": write_split(tmp_path / "Places_LT_test.txt", test_lines),
+                      "INPUT.SIZE": 8, "INPUT.TEST_RESIZE": 8})
+    assert [places365_release_path(listed) for listed, _, _ in PLACES_IMAGES] == [e[1] for e in PLACES_IMAGES]
+    for setting in ("auto", layout):
+        cfg.DATASET.PLACES_LAYOUT = setting
+        for split, expected in (("train", [0, 0, 1, 2]), ("val", [0, 1]), ("test", [0, 1, 2])):
+            dataset, num_classes = build_dataset(cfg, split)
+            assert num_classes == 3 and dataset.targets == expected
+            # The right file is read for each line: the red channel encodes the label.
+            assert [int(dataset[i][0][0].float().mean().round()) for i in range(len(dataset))] == \
+                [40 * (label + 1) for label in expected]
+    other = "release" if layout == "listed" else "listed"
+    cfg.DATASET.PLACES_LAYOUT = other
+    with pytest.raises(FileNotFoundError, match=rf"4 of the 4 images .*Places-365 layout '{other}'"):
+        build_dataset(cfg, "train")
+    cfg.DATASET.PLACES_LAYOUT, cfg.DATASET.ROOT = "auto", str(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"neither Places-365 layout .*listed: .*train/airfield/00000001.jpg;"
+                                                r" release: .*train/a/airfield/00000001.jpg"):
+        build_dataset(cfg, "train")
+    cfg.DATASET.PLACES_LAYOUT = "data_256"
+    with pytest.raises(ValueError, match="DATASET.PLACES_LAYOUT"):
+        build_dataset(cfg, "train")
+
+
+def test_a_missing_test_image_stops_the_run_before_the_first_epoch(tmp_path, write_image_tree):
+    from lda_cls.train import main as train_main
+
+    root = tmp_path / "imagenet"
+    write_image_tree(str(root / "train"), [6, 4], prefix="n")
+    lines = [f"train/n{label:02d}/img_{i:03d}.png {label}" for label, n in enumerate([6, 4]) for i in range(n)]
+    files = {name: write_split(tmp_path / f"{name}.txt", lines) for name in ("train", "val")}
+    files["test"] = write_split(tmp_path / "test.txt", lines[:2] + ["val/n01/lost.png 1"])
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match=r"1 of the 3 images listed by imagenet_lt test split .*test.txt "
+                                                r"are missing under .*: .*val/n01/lost.png$"):
+        train_main(["--dataset", "imagenet_lt", "--data-root", str(root), "--output-dir", str(out),
+                    "DATASET.NUM_CLASSES", "2", "DATASET.TRAIN_SPLIT_FILE", files["train"],
+                    "DATASET.VAL_SPLIT_FILE", files["val"], "DATASET.TEST_SPLIT_FILE", files["test"],
+                    "DATASET.NUM_WORKERS", "0", "MODEL.BACKBONE", "resnet8_cifar", "INPUT.SIZE", "8",
+                    "INPUT.TEST_RESIZE", "8", "SOLVER.BATCH_SIZE", "4", "SOLVER.EPOCHS", "1"])
+    assert not (out / "metrics.jsonl").exists() and not (out / "last_checkpoint.pth").exists()

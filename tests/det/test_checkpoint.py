@@ -75,6 +75,35 @@ def test_round_trip_through_train_net(synthetic_root, tmp_path):
     assert resumed.start_iter == cfg.SOLVER.MAX_ITER
 
 
+def test_eval_only_refuses_missing_or_mismatched_weights(synthetic_root, tmp_path):
+    """No MODEL.WEIGHTS, or weights of another model, would evaluate random layers: an error naming why."""
+    train_net = load_train_net()
+    parser = train_net.default_argument_parser()
+
+    def eval_only(*opts):
+        args = parser.parse_args(["--config-file", model_zoo.get_config_file(DEMO_CONFIG), "--eval-only"]
+                                 + tiny_opts(tmp_path / "eval") + [str(o) for o in opts])
+        return train_net.main(args)
+
+    with pytest.raises(ValueError, match="--eval-only needs weights: set MODEL.WEIGHTS"):
+        eval_only()
+    # A classification checkpoint (lda_cls's format: {"model": state dict}) shares no key with Mask R-CNN.
+    import timm
+    classifier = str(tmp_path / "classifier.pth")
+    torch.save({"model": timm.create_model("resnet18", num_classes=10).state_dict()}, classifier)
+    with pytest.raises(ValueError, match="weights do not match the model .*missing"):
+        eval_only("MODEL.WEIGHTS", classifier)
+    # An LDA checkpoint of another class count: keys match, shapes do not.
+    other = build_model(tiny_cfg())
+    state = {k: v for k, v in other.state_dict().items()}
+    for key in [k for k in state if "balanced_score" in k]:
+        state[key] = torch.cat([state[key], state[key][:1]])
+    mismatched = str(tmp_path / "other_classes.pth")
+    torch.save({"model": state}, mismatched)
+    with pytest.raises(ValueError, match="another shape, e.g. .*balanced_score"):
+        eval_only("MODEL.WEIGHTS", mismatched)
+
+
 def _plain_and_lda_models():
     torch.manual_seed(0)
     plain = build_model(tiny_cfg(head="StandardROIHeads"))

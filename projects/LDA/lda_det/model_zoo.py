@@ -18,8 +18,21 @@ from .config import add_lda_config
 
 logger = logging.getLogger(__name__)
 
-# projects/LDA/lda_det/model_zoo.py -> the repository's configs/
-CONFIGS_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs"))
+
+def _configs_root() -> str:
+    """configs/ (LVIS-LDA/*.yaml under it): package data of an installed lda_det, else a checkout's.
+
+    setup.py maps the repository's configs/ to lda_det/configs/ in the wheel, as
+    detectron2 ships its own under detectron2/model_zoo/configs; in a checkout
+    (or an editable install) it is configs/ at the top of the repository.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(package, "configs")
+    checkout = os.path.join(package, "..", "..", "..", "configs")  # projects/LDA/lda_det/ -> configs/
+    return installed if os.path.isdir(installed) else os.path.abspath(checkout)
+
+
+CONFIGS_ROOT = _configs_root()
 
 
 def get_config_file(config_path: str) -> str:

@@ -51,8 +51,12 @@ def lvis_frequency(image_count: int) -> str:
 
 
 def default_root() -> str:
-    """$LDA_DATASETS/synthetic_lt_<version>, by default under ~/.cache/lda_det."""
-    base = os.environ.get("LDA_DATASETS", os.path.join(os.path.expanduser("~"), ".cache", "lda_det"))
+    """$LDA_DATASETS/synthetic_lt_<version>; without it, under the user's cache: $XDG_CACHE_HOME/lda (~/.cache/lda).
+
+    Never next to the code, which may be a read-only site-packages.
+    """
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("LDA_DATASETS") or os.path.join(cache, "lda")
     return os.path.join(base, f"synthetic_lt_{VERSION}")
 
 
