@@ -26,7 +26,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from .criterion import build_criterion
-from .data import BatchPreprocess, TensorImageDataset, build_dataset, class_counts_of, shot_groups
+from .data import BatchPreprocess, DeviceBatches, TensorImageDataset, build_dataset, class_counts_of, shot_groups
 from .evaluation import evaluate
 from .models import build_model, deploy_state_dict
 from .solver import build_optimizer, build_scheduler
@@ -104,6 +104,8 @@ class Trainer:
                                      seed=self.cfg.SEED, drop_last=True)
         if len(sampler) < per_rank:
             raise ValueError(f"{len(self.train_set)} training images cannot fill one batch of {per_rank} per process")
+        if self._on_device(self.train_set):
+            return DeviceBatches(self.train_set, per_rank, self.device, sampler=sampler, drop_last=True), sampler
         loader = DataLoader(self.train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
                             num_workers=self.cfg.DATASET.NUM_WORKERS, pin_memory=self.device.type == "cuda",
                             persistent_workers=self.cfg.DATASET.NUM_WORKERS > 0)
@@ -111,9 +113,15 @@ class Trainer:
 
     def _eval_loader(self, dataset):
         # A strided shard per rank, no padding: the summed per-class counts are exact.
+        if self._on_device(dataset):
+            return DeviceBatches(dataset, max(1, self.cfg.TEST.BATCH_SIZE // world_size()), self.device,
+                                 indices=range(rank(), len(dataset), world_size()))
         shard = Subset(dataset, range(rank(), len(dataset), world_size())) if world_size() > 1 else dataset
         return DataLoader(shard, batch_size=max(1, self.cfg.TEST.BATCH_SIZE // world_size()), shuffle=False,
                           num_workers=self.cfg.DATASET.NUM_WORKERS, pin_memory=self.device.type == "cuda")
+
+    def _on_device(self, dataset) -> bool:
+        return self.cfg.DATASET.ON_DEVICE and isinstance(dataset, TensorImageDataset)
 
     # ----------------------------------------------------------- evaluation
     def evaluate(self, split: str) -> Dict[str, Optional[dict]]:

@@ -8,8 +8,10 @@ interpreters, so we re-tag the wheel ``py3-none-any`` and drop ``_C``; what need
 unavailable, and nothing in this project uses it. Users with their own source
 build of detectron2 never reach this script (scripts/setup.sh keeps theirs).
 """
+import argparse
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,8 +38,13 @@ def retag_wheel(unpacked: pathlib.Path) -> None:
     record.write_text("\n".join(kept) + "\n")
 
 
-def main() -> None:
-    py = sys.executable
+def build_wheel(dest: pathlib.Path, py: str = sys.executable) -> pathlib.Path:
+    """Download sal-detectron2's wheel, re-tag it py3-none-any into ``dest``; return its path.
+
+    scripts/device_wheels.sh uses this too, for the wheels carried to a GPU machine.
+    """
+    dest = pathlib.Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         run(py, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
@@ -49,8 +56,20 @@ def main() -> None:
         (tmp / "out").mkdir()
         run(py, "-m", "wheel", "pack", "-d", str(tmp / "out"), str(unpacked))
         retagged = next((tmp / "out").glob("*.whl"))
+        return pathlib.Path(shutil.move(str(retagged), str(dest / retagged.name)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wheel-dir", help="only build the re-tagged wheel into this folder; do not install it")
+    args = parser.parse_args()
+    if args.wheel_dir:
+        print(build_wheel(pathlib.Path(args.wheel_dir)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        retagged = build_wheel(pathlib.Path(tmp))
         # Its dependencies (fvcore, iopath, pycocotools, ...) come from PyPI as usual.
-        run(py, "-m", "pip", "install", "-q", str(retagged))
+        run(sys.executable, "-m", "pip", "install", "-q", str(retagged))
 
 
 if __name__ == "__main__":

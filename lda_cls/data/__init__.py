@@ -1,11 +1,12 @@
 """Datasets, the long-tail profile and the augmentations of lda_cls."""
 from .datasets import (DATASET_REGISTRY, FileListDataset, TensorImageDataset, build_dataset,
                        parse_split_file, scan_image_folder)
+from .device_batches import DeviceBatches
 from .profile import SHOT_NAMES, long_tail_counts, shot_groups, subsample_long_tail
 from .transforms import BatchPreprocess, build_file_transform
 
-__all__ = ["DATASET_REGISTRY", "FileListDataset", "TensorImageDataset", "build_dataset", "parse_split_file",
-           "scan_image_folder", "SHOT_NAMES", "long_tail_counts", "shot_groups", "subsample_long_tail",
+__all__ = ["DATASET_REGISTRY", "DeviceBatches", "FileListDataset", "TensorImageDataset", "build_dataset",
+           "parse_split_file", "scan_image_folder", "SHOT_NAMES", "long_tail_counts", "shot_groups", "subsample_long_tail",
            "BatchPreprocess", "build_file_transform", "build_datasets", "class_counts_of"]
 
 
