@@ -96,9 +96,11 @@ class TrainSampler(Sampler):
         else:
             present = self.counts > 0  # a class without images cannot be drawn
             probabilities = torch.where(present, probabilities, torch.zeros_like(probabilities))
-            classes = torch.multinomial(probabilities, total, replacement=True, generator=generator)
-            offsets = (torch.rand(total, generator=generator, dtype=torch.float64) * self.counts[classes]).long()
-            order = self.by_class[self.starts[classes] + offsets]
+            # N draws whatever the world size, then the first ``total``: every rank count shares one draw.
+            size = len(self.targets)
+            classes = torch.multinomial(probabilities, size, replacement=True, generator=generator)
+            offsets = (torch.rand(size, generator=generator, dtype=torch.float64) * self.counts[classes]).long()
+            order = self.by_class[self.starts[classes] + offsets][:total]
         return iter(order[self.rank:total:self.num_replicas].tolist())
 
 

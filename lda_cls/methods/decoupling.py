@@ -24,7 +24,7 @@ from .base import Method, register_method
 from .ce import CrossEntropyLoss
 
 __all__ = ["TwoStageMethod", "ClassifierRetraining", "LearnableWeightScaling", "TauNormalization",
-           "NearestClassMean", "load_stage1_weights", "extract_features"]
+           "NearestClassMean", "load_stage1_weights", "extract_features", "normalized_feature_sums"]
 
 
 def load_stage1_weights(model, path: str, keep_classifier: bool) -> List[str]:
@@ -181,13 +181,19 @@ class NearestClassMean(TwoStageMethod):
 
     def setup_classifier(self, trainer) -> None:
         features, targets = extract_features(trainer, trainer.train_set)
-        features = torch.nn.functional.normalize(features, dim=1)
-        sums = torch.zeros(self.num_classes, features.shape[1], dtype=torch.float64, device=features.device)
-        sums.index_add_(0, targets, features.double())
-        counts = torch.zeros(self.num_classes, dtype=torch.float64, device=features.device)
-        counts.index_add_(0, targets, torch.ones_like(targets, dtype=torch.float64))
+        sums, counts = normalized_feature_sums(features, targets, self.num_classes)
         _all_reduce(sums)
         _all_reduce(counts)
         if (counts == 0).any():
             raise ValueError(f"NCM: classes {torch.nonzero(counts == 0).flatten().tolist()} have no training image")
         trainer.model.head.balanced.means.copy_((sums / counts.unsqueeze(1)).float())
+
+
+def normalized_feature_sums(features: torch.Tensor, targets: torch.Tensor, num_classes: int):
+    """(sum of the L2-normalised features per class (C, D), images per class (C,)), in float64."""
+    features = torch.nn.functional.normalize(features.double(), dim=1)
+    sums = torch.zeros(num_classes, features.shape[1], dtype=torch.float64, device=features.device)
+    sums.index_add_(0, targets, features)
+    counts = torch.zeros(num_classes, dtype=torch.float64, device=features.device)
+    counts.index_add_(0, targets, torch.ones_like(targets, dtype=torch.float64))
+    return sums, counts
