@@ -115,3 +115,20 @@ def test_two_stage_methods_need_stage1_weights(tmp_path):
         main(["--method", "crt", "--output-dir", str(tmp_path / "a"), *FAST])
     with pytest.raises(ValueError, match="one-stage"):
         main(["--method", "ce", "--weights", str(tmp_path / "x.pth"), "--output-dir", str(tmp_path / "b"), *FAST])
+
+
+def test_analyze_compare_shows_each_methods_effective_classifier(stage1, tmp_path):
+    from lda_cls.analyze import main as analyze
+
+    for method, epochs in (("lws", "1"), ("ncm", "0")):
+        main(["--method", method, "--weights", str(stage1), "--output-dir", str(tmp_path / method),
+              "SOLVER.EPOCHS", epochs, *FAST])
+    analyze([str(tmp_path / "lws"), "--compare", str(stage1.parent), str(tmp_path / "ncm"),
+                      "--out", str(tmp_path / "analysis"), "--no-tsne"])
+    norms = json.loads((tmp_path / "analysis" / "analysis.json").read_text())["quantities"]["weight_norms"]
+    lws_state = state_of(tmp_path / "lws" / "model_best.pth")
+    expected = (lws_state["head.balanced.weight"].norm(dim=1) * lws_state["head.balanced.scales"].abs()).tolist()
+    assert norms["lws: lws classifier"] == pytest.approx(expected, rel=1e-5)  # f_y ||w_y||, not ||w_y||
+    assert norms["ncm: ncm classifier"] == pytest.approx([1.0] * 10, rel=1e-5)  # normalised class means
+    assert any(key.endswith("CE classifier") for key in norms)
+    assert (tmp_path / "analysis" / "per_class_accuracy.png").is_file()
