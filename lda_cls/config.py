@@ -55,7 +55,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.MODEL.FROZEN_BN = "train"  # BN of frozen layers: "train" batch statistics (official Places trainer) | "frozen"
     cfg.MODEL.ZERO_INIT_LAST = True  # timm ResNets: last BN per block at 0; False: at 1 (official lib/backbone/resnext.py)
     cfg.MODEL.BIAS = True  # bias of the classifiers h and h'
-    cfg.MODEL.CLASSIFIER = "linear"  # kind of h: linear | cosine (LDAM) | lws | tau_norm | ncm | ncm_euclidean | logit_adjusted
+    cfg.MODEL.CLASSIFIER = "linear"  # h: linear | cosine (LDAM) | lws | tau_norm | ncm | ncm_euclidean | logit_adjusted
     cfg.MODEL.PROJECTION = CN()
     cfg.MODEL.PROJECTION.ENABLED = True  # projection head p, whose output feeds intra/inter (Eq. 7, 8)
     cfg.MODEL.PROJECTION.DIM = 128  # output dimension of p
@@ -79,9 +79,9 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.LOSS.LOGIT_ADJUST_TAU = 1.0  # tau of the logit adjustment tau log pi_y (Menon et al. 2021)
 
     cfg.REWEIGHT = CN()  # per-class loss weights w_y (RW, CB, DRW), set by lda_cls/hooks.py
-    cfg.REWEIGHT.TYPE = "none"  # "none" | "inverse" (w_y ~ 1/n_y) | "effective" ((1 - beta) / (1 - beta^n_y), Cui et al. 2019)
+    cfg.REWEIGHT.TYPE = "none"  # "none" | "inverse" (w_y ~ 1/n_y) | "effective" ((1-beta)/(1-beta^n_y), Cui 2019)
     cfg.REWEIGHT.BETA = 0.9999  # beta of the effective number of samples (Cui et al. 2019, Eq. 3)
-    cfg.REWEIGHT.START_EPOCH = 0  # deferred re-weighting: w_y from this epoch on, 1 before (Cao et al. 2019: 160 of 200)
+    cfg.REWEIGHT.START_EPOCH = 0  # deferred re-weighting: w_y from this epoch on, 1 before (Cao et al.: 160 of 200)
 
     cfg.SAMPLER = CN()  # lda_cls/samplers.py
     cfg.SAMPLER.NAME = "instance"  # instance | class_balanced | square_root | progressive (Kang et al. 2020, Sec. 3)
@@ -90,7 +90,8 @@ def add_lda_cls_config(cfg: CN) -> None:
 
     cfg.DECOUPLE = CN()  # two-stage methods (Kang et al. 2020): start from a stage-1 run
     cfg.DECOUPLE.STAGE1_WEIGHTS = ""  # stage-1 checkpoint (--weights of a training run), e.g. a CE model_best.pth
-    cfg.DECOUPLE.TAU_GRID = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]  # tau-norm candidates, chosen on val (one value: fixed tau)
+    # tau-normalisation candidates (Kang et al. 2020: tau in [0, 1]), chosen on the validation split; one value: fixed
+    cfg.DECOUPLE.TAU_GRID = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
     cfg.SOLVER = CN()
     cfg.SOLVER.EPOCHS = 30  # training epochs
