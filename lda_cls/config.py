@@ -90,8 +90,7 @@ def add_lda_cls_config(cfg: CN) -> None:
 
     cfg.DECOUPLE = CN()  # two-stage methods (Kang et al. 2020): start from a stage-1 run
     cfg.DECOUPLE.STAGE1_WEIGHTS = ""  # stage-1 checkpoint (--weights of a training run), e.g. a CE model_best.pth
-    # tau-normalisation candidates (Kang et al. 2020: tau in [0, 1]), chosen on the validation split; one value: fixed
-    cfg.DECOUPLE.TAU_GRID = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    cfg.DECOUPLE.TAU_GRID = [i / 10 for i in range(11)]  # tau-norm tau in [0, 1] (Kang 2020), chosen on val; 1 value: fixed
 
     cfg.SOLVER = CN()
     cfg.SOLVER.EPOCHS = 30  # training epochs

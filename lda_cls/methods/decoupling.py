@@ -84,10 +84,11 @@ class FrozenInEval:
 
 
 class TwoStageMethod(Method):
-    """Base of the stage-2 methods. Subclasses set ``classifier`` (the MODEL.CLASSIFIER they need),
-    ``keep_classifier`` (load stage-1's h), ``trains`` and ``frozen_classifier_params``."""
+    """Base of the stage-2 methods. Subclasses set ``classifier`` (the MODEL.CLASSIFIER they need, or one of
+    ``classifier_variants``), ``keep_classifier`` (load stage-1's h), ``trains`` and ``frozen_classifier_params``."""
 
     classifier = "linear"
+    classifier_variants = ()
     keep_classifier = True
     trains = True
     frozen_classifier_params = ()  # names in h that stay frozen in stage 2 (LWS: "weight", "bias")
@@ -97,7 +98,7 @@ class TwoStageMethod(Method):
 
     def prepare(self, trainer) -> None:
         cfg = self.cfg
-        if cfg.MODEL.CLASSIFIER not in (self.classifier, ) + getattr(self, "classifier_variants", ()):
+        if cfg.MODEL.CLASSIFIER not in (self.classifier,) + tuple(self.classifier_variants):
             raise ValueError(f"METHOD {cfg.METHOD} needs MODEL.CLASSIFIER {self.classifier!r} "
                              f"(configs/cls/methods/{cfg.METHOD}.yaml), got {cfg.MODEL.CLASSIFIER!r}")
         if self.trains == (cfg.SOLVER.EPOCHS == 0):
