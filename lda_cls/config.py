@@ -90,7 +90,7 @@ def add_lda_cls_config(cfg: CN) -> None:
 
     cfg.DECOUPLE = CN()  # two-stage methods (Kang et al. 2020): start from a stage-1 run
     cfg.DECOUPLE.STAGE1_WEIGHTS = ""  # stage-1 checkpoint (--weights of a training run), e.g. a CE model_best.pth
-    cfg.DECOUPLE.TAU_GRID = [i / 10 for i in range(11)]  # tau-norm tau in [0, 1] (Kang 2020), chosen on val; 1 value: fixed
+    cfg.DECOUPLE.TAU_GRID = [i / 10 for i in range(11)]  # tau-norm tau in [0, 1] (Kang et al.), picked on val
 
     cfg.SOLVER = CN()
     cfg.SOLVER.EPOCHS = 30  # training epochs
