@@ -63,6 +63,15 @@ def prepare_cifar10(root: Path, tarball) -> None:
         archive.extractall(root)
 
 
+def deferred_epoch(epochs: int) -> int:
+    """Cao et al.'s 160 of 200, scaled; a 1-epoch smoke run switches at once."""
+    return max(0, min(epochs - 1, int(round(0.8 * epochs))))
+
+
+def warmup_epochs(epochs: int) -> int:
+    return 1 if epochs >= 3 else 0
+
+
 def schedule_opts(method: str, args) -> list:
     """KEY VALUE overrides of ``method``: the shared CPU schedule, or none beyond the paper's configs."""
     opts = ["SEED", "0", "NUM_THREADS", str(args.threads)]
@@ -75,11 +84,11 @@ def schedule_opts(method: str, args) -> list:
     if method in TRAINING_FREE:
         return opts
     epochs = args.stage2_epochs if method in TWO_STAGE else args.epochs
-    switch = max(0, min(epochs - 1, int(round(0.8 * epochs))))  # a 1-epoch smoke run switches at once
+    switch = deferred_epoch(epochs)
     opts += ["SOLVER.EPOCHS", str(epochs), "SOLVER.SCHEDULER", "cosine", "TEST.EVAL_PERIOD", str(epochs),
              "REWEIGHT.START_EPOCH", str(switch) if method.endswith("_drw") else "0",
              "SAMPLER.DEFERRED_EPOCH", str(switch)]
-    opts += ["SOLVER.WARMUP_EPOCHS", "0" if method in TWO_STAGE or epochs < 3 else "1"]
+    opts += ["SOLVER.WARMUP_EPOCHS", "0" if method in TWO_STAGE else str(warmup_epochs(epochs))]
     return opts
 
 
@@ -97,7 +106,8 @@ def run_method(method: str, args, out: Path, data_args: list) -> dict:
         command.append("--resume")  # an interrupted run of this method: continue it
     elif output_dir.exists():
         shutil.rmtree(output_dir)  # a run that failed before its first checkpoint: start it again
-    command += schedule_opts(method, args) + list(args.opts)
+    # KEY VALUE pairs last: lda_cls.train reads everything after the first one as overrides.
+    command += ["DATASET.CACHE_DIR", str(out / "cache")] + schedule_opts(method, args) + list(args.opts)
     print(" ".join(command), flush=True)
     start = time.time()
     with open(out / f"{method}.stdout", "a") as log:
@@ -162,12 +172,12 @@ def main():
     if data_root is None and args.dataset == "cifar10_lt":
         prepare_cifar10(Path(args.cifar_root), args.tarball)
         data_root = args.cifar_root
-    data_args = (["--data-root", str(data_root)] if data_root else []) + ["DATASET.CACHE_DIR", str(out / "cache")]
+    data_args = ["--data-root", str(data_root)] if data_root else []  # flags: before any KEY VALUE pair
 
     schedule = ("each method's paper schedule (configs/cls/<dataset>.yaml + configs/cls/methods/<method>.yaml)"
                 if args.paper_schedule else
-                f"{args.epochs} epochs (two-stage: {args.stage2_epochs}), cosine, 1 warm-up epoch, DRW/DRS switch "
-                f"at epoch {int(round(0.8 * args.epochs))}, evaluated after the last epoch")
+                f"{args.epochs} epochs (two-stage: {args.stage2_epochs}), cosine, {warmup_epochs(args.epochs)} warm-up "
+                f"epoch(s), DRW/DRS from epoch {deferred_epoch(args.epochs)} (0-based), evaluated after the last epoch")
     ratio = "the config's IR" if args.imbalance_ratio is None else f"IR {args.imbalance_ratio:g}"
     header = (f"### {args.dataset}, {ratio}: {schedule}; seed 0; "
               f"{time.strftime('%Y-%m-%d', time.gmtime())}")
