@@ -132,3 +132,15 @@ def test_analyze_compare_shows_each_methods_effective_classifier(stage1, tmp_pat
     assert norms["ncm: ncm classifier"] == pytest.approx([1.0] * 10, rel=1e-5)  # normalised class means
     assert any(key.endswith("CE classifier") for key in norms)
     assert (tmp_path / "analysis" / "per_class_accuracy.png").is_file()
+
+
+def test_the_benchmark_runs_every_registered_method():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_methods.py"
+    spec = importlib.util.spec_from_file_location("bench_methods", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # asserts at import that no registered method is missing
+    assert set(bench.ONE_STAGE) | set(bench.TWO_STAGE) == set(METHODS)
+    assert bench.ONE_STAGE[0] == "ce"  # the stage-1 run of the two-stage methods comes first
+    assert bench.deferred_epoch(200) == 160 and bench.deferred_epoch(12) == 10 and bench.deferred_epoch(1) == 0
