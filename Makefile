@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench bench-cls bench-det
+.PHONY: setup demo test bench bench-cls bench-det bench-methods
 setup:
 	bash scripts/setup.sh
 
@@ -27,3 +27,7 @@ bench-cls:
 bench-det:
 	$(PY) benchmarks/bench_det_synthetic.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_det_step.py
+
+# Very long on a CPU: all 20 compared methods on CIFAR-10-LT (needs ../shared/data); resumable.
+bench-methods:
+	$(PY) benchmarks/bench_methods.py --out /tmp/bench_methods

@@ -14,7 +14,7 @@ nothing into the source tree). `lda_cls.config.configs_root()` and
 """
 from setuptools import find_packages, setup
 
-CONFIG_PACKAGES = {"lda_cls.configs": ["cls/*.yaml"], "lda_det.configs": ["LVIS-LDA/*.yaml"]}
+CONFIG_PACKAGES = {"lda_cls.configs": ["cls/*.yaml", "cls/methods/*.yaml"], "lda_det.configs": ["LVIS-LDA/*.yaml"]}
 
 setup(
     packages=find_packages(include=["lda_core", "lda_core.*", "lda_cls", "lda_cls.*"])

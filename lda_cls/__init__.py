@@ -17,7 +17,10 @@ Public API (used by the training CLI and by analysis tools):
 * ``deploy_state_dict(model)``: backbone + h weights only.
 * ``Trainer`` (lda_cls/engine.py), ``evaluate`` / ``split_accuracy`` (lda_cls/evaluation.py).
 
-Command lines: ``python -m lda_cls.train`` and ``python -m lda_cls.stats``.
+* ``lda_cls.methods``: the compared methods by name (``cfg.METHOD``; configs/cls/methods/<name>.yaml),
+  ``lda_cls.samplers`` and ``lda_cls.hooks``: training samplers and epoch hooks by name / config.
+
+Command lines: ``python -m lda_cls.train``, ``python -m lda_cls.stats`` and ``python -m lda_cls.analyze``.
 """
 from . import models  # noqa: F401  registers resnet{8,20,32}_cifar with timm (side effect)
 from .config import add_lda_cls_config, get_cfg

@@ -16,7 +16,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.NAME = "digits_lt_lda"  # run name, only used in logs
     cfg.OUTPUT_DIR = ""  # "" = output/<DATASET.NAME>_<METHOD>
     cfg.SEED = 0  # seeds torch/numpy/python; epoch e of rank r reseeds with SEED + 1000 e + r
-    cfg.METHOD = "lda"  # "lda": h' + h + p trained with Eq. 9; "ce": one classifier h, plain cross entropy
+    cfg.METHOD = "lda"  # a name registered in lda_cls/methods ("lda": Eq. 9; "ce", "ldam_drw", "crt", ...); see README
     cfg.LOG_PERIOD = 20  # log (and sync with the device) every this many iterations
     cfg.CHECKPOINT_PERIOD = 1  # write last_checkpoint.pth every this many epochs
     cfg.NUM_THREADS = 1  # CPU intra-op threads per process; 0 = torch's default (1 keeps tiny models fast on busy CPUs)
@@ -60,6 +60,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.MODEL.FROZEN_BN = "train"  # BN of frozen layers: "train" batch statistics (official Places trainer) | "frozen"
     cfg.MODEL.ZERO_INIT_LAST = True  # timm ResNets: last BN per block at 0; False: at 1 (official lib/backbone/resnext.py)
     cfg.MODEL.BIAS = True  # bias of the classifiers h and h'
+    cfg.MODEL.CLASSIFIER = "linear"  # h: linear | cosine (LDAM) | lws | tau_norm | ncm | ncm_euclidean | logit_adjusted
     cfg.MODEL.PROJECTION = CN()
     cfg.MODEL.PROJECTION.ENABLED = True  # projection head p, whose output feeds intra/inter (Eq. 7, 8)
     cfg.MODEL.PROJECTION.DIM = 128  # output dimension of p
@@ -74,6 +75,27 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.LDA.WEIGHTED_INTER = False  # weight inter pairs by w_i + w_j (Eq. 8)
     cfg.LDA.FIXED_ALPHA = -1.0  # >= 0: constant alpha instead of Eq. 6 (the paper's grid-search ablation)
     cfg.LDA.SCALING = "official"  # "official" | "normalized": see lda_core.loss
+    cfg.LDA.DIVERGENCE_FEATURES = "projection"  # what D.M (Eq. 7, 8) acts on: "projection" p(x) | "backbone" features
+
+    cfg.LOSS = CN()  # the compared losses (lda_cls/methods); each key's source is in configs/cls/methods/
+    cfg.LOSS.FOCAL_GAMMA = 1.0  # gamma of the focal modulation (1 - p_y)^gamma (Lin et al. 2017)
+    cfg.LOSS.LDAM_MAX_MARGIN = 0.5  # largest LDAM margin: Delta_y = C / n_y^(1/4) scaled to this (Cao et al. 2019)
+    cfg.LOSS.LDAM_SCALE = 30.0  # s, scale of LDAM's cosine logits (Cao et al. 2019, official code)
+    cfg.LOSS.LOGIT_ADJUST_TAU = 1.0  # tau of the logit adjustment tau log pi_y (Menon et al. 2021)
+
+    cfg.REWEIGHT = CN()  # per-class loss weights w_y (RW, CB, DRW), set by lda_cls/hooks.py
+    cfg.REWEIGHT.TYPE = "none"  # "none" | "inverse" (w_y ~ 1/n_y) | "effective" ((1-beta)/(1-beta^n_y), Cui 2019)
+    cfg.REWEIGHT.BETA = 0.9999  # beta of the effective number of samples (Cui et al. 2019, Eq. 3)
+    cfg.REWEIGHT.START_EPOCH = 0  # deferred re-weighting: w_y from this epoch on, 1 before (Cao et al.: 160 of 200)
+
+    cfg.SAMPLER = CN()  # lda_cls/samplers.py
+    cfg.SAMPLER.NAME = "instance"  # instance | class_balanced | square_root | progressive (Kang et al. 2020, Sec. 3)
+    cfg.SAMPLER.DEFERRED = ""  # deferred re-sampling: this sampler from SAMPLER.DEFERRED_EPOCH on ("" = none)
+    cfg.SAMPLER.DEFERRED_EPOCH = 160  # epoch of the DRS switch (Cao et al. 2019: 160 of 200)
+
+    cfg.DECOUPLE = CN()  # two-stage methods (Kang et al. 2020): start from a stage-1 run
+    cfg.DECOUPLE.STAGE1_WEIGHTS = ""  # stage-1 checkpoint (--weights of a training run), e.g. a CE model_best.pth
+    cfg.DECOUPLE.TAU_GRID = [i / 10 for i in range(11)]  # tau-norm tau in [0, 1] (Kang et al.), picked on val
 
     cfg.SOLVER = CN()
     cfg.SOLVER.EPOCHS = 30  # training epochs

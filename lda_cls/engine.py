@@ -21,14 +21,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Subset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from .criterion import build_criterion
 from .data import BatchPreprocess, DeviceBatches, TensorImageDataset, build_dataset, class_counts_of, shot_groups
 from .evaluation import evaluate
+from .hooks import build_hooks
+from .methods import build_method
 from .models import build_model, deploy_state_dict
+from .samplers import build_train_sampler
 from .solver import build_optimizer, build_scheduler
 from .utils import (atomic_save, init_distributed, is_main_process, rank, rng_state, seed_everything,
                     set_rng_state, setup_logger, strict_json_dumps, world_size)
@@ -92,7 +94,8 @@ class Trainer:
         self.model = build_model(cfg, num_classes).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.criterion = build_criterion(cfg, self.class_counts).to(self.device)
+        self.method = build_method(cfg, self.class_counts)  # lda_cls/methods: loss, hooks, two-stage set-up
+        self.criterion = self.method.build_criterion().to(self.device)
 
     # ----------------------------------------------------------------- data
     def _train_loader(self):
@@ -100,8 +103,7 @@ class Trainer:
             raise ValueError(f"SOLVER.BATCH_SIZE {self.cfg.SOLVER.BATCH_SIZE} is the global batch; "
                              f"it must divide by the {world_size()} processes")
         per_rank = self.cfg.SOLVER.BATCH_SIZE // world_size()
-        sampler = DistributedSampler(self.train_set, num_replicas=world_size(), rank=rank(), shuffle=True,
-                                     seed=self.cfg.SEED, drop_last=True)
+        sampler = build_train_sampler(self.cfg, self.train_set, world_size(), rank(), self.num_classes)
         if len(sampler) < per_rank:
             raise ValueError(f"{len(self.train_set)} training images cannot fill one batch of {per_rank} per process")
         if self._on_device(self.train_set):
@@ -230,7 +232,11 @@ class Trainer:
     def train(self, resume: bool = False) -> Optional[dict]:
         """Train to SOLVER.EPOCHS (or SOLVER.STOP_EPOCH); returns results.json's dict at the end."""
         cfg = self.cfg
+        self.method.prepare(self)  # two-stage methods: stage-1 weights, freezing, classifier (before the optimizer)
+        if cfg.SOLVER.EPOCHS == 0:  # training-free methods (tau-norm, NCM, post-hoc LA): the prepared model
+            return self._finish_untrained()
         loader, sampler = self._train_loader()
+        hooks = build_hooks(cfg, self.class_counts, self.criterion, sampler, self.method.hooks(self))
         iters_per_epoch = len(loader)
         optimizer = build_optimizer(cfg, self.model)
         scheduler = build_scheduler(cfg, optimizer, iters_per_epoch)
@@ -281,6 +287,8 @@ class Trainer:
             sampler.set_epoch(epoch)
             model.train()
             self.criterion.train()
+            for hook in hooks:  # DRW / DRS switches, frozen modules (lda_cls/hooks.py)
+                hook.before_epoch(epoch)
             sums, window_steps = None, 0
             epoch_start = time.perf_counter()
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.SOLVER.EPOCHS}", leave=False, dynamic_ncols=True,
@@ -376,6 +384,21 @@ class Trainer:
             self.logger.info(f"stopped after epoch {stop_epoch} (SOLVER.STOP_EPOCH); continue with --resume")
             return None
         return self.finish(best_epoch, best_top1, test_selected)
+
+    def _finish_untrained(self) -> dict:
+        """SOLVER.EPOCHS 0: the model as ``method.prepare`` left it is the result (epoch 0)."""
+        if is_main_process():  # analyze reads the run's config
+            with open(os.path.join(self.output_dir, "config.yaml"), "w") as handle:
+                handle.write(self.cfg.dump())
+        split = self.selection_split
+        result = self.evaluate(split)
+        self._log_eval(None, 0, split, result)
+        if is_main_process():
+            atomic_save({"model": self.model.state_dict(), "epoch": 0, split: result},
+                        os.path.join(self.output_dir, BEST_CHECKPOINT))
+        if world_size() > 1:
+            dist.barrier()
+        return self.finish(0, result["balanced"]["top1"] if split == "val" else -1.0)
 
     def finish(self, best_epoch: int, best_top1: float, test_selected: Optional[dict] = None) -> dict:
         """Evaluate the selected checkpoint on the test split; write results.json and the deploy weights."""

@@ -1,6 +1,8 @@
 """Command line: python -m lda_cls.train [--dataset X] [--config-file F] ... [KEY VALUE ...]
 
 With no arguments it trains LDA on digits_lt (the embedded defaults of lda_cls.config).
+``--method NAME`` merges configs/cls/methods/NAME.yaml over the dataset config; two-stage methods
+start from a stage-1 run: ``--method crt --weights output/<ce run>/model_best.pth``.
 Under ``torchrun --nproc_per_node N -m lda_cls.train ...`` it trains with DDP.
 """
 import argparse
@@ -12,6 +14,7 @@ from typing import List, Optional
 from .config import configs_root, get_cfg
 
 CONFIG_DIR = configs_root() / "cls"  # the installed package's, or the checkout's configs/cls
+METHOD_CONFIG_DIR = CONFIG_DIR / "methods"
 DATASETS = ("digits_lt", "cifar10_lt", "cifar100_lt", "imagenet_lt", "places_lt", "imagefolder_lt")
 
 
@@ -22,13 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", help="YAML config (overrides the one --dataset picks)")
     parser.add_argument("--data-root", help="sets DATASET.ROOT")
     parser.add_argument("--output-dir", help="sets OUTPUT_DIR (default output/<dataset>_<method>)")
-    parser.add_argument("--method", choices=("lda", "ce"), help="sets METHOD")
+    parser.add_argument("--method", help="sets METHOD and merges configs/cls/methods/<method>.yaml "
+                                         "(lda, ce, ldam_drw, crt, ...; see README 'Compared methods')")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh in an OUTPUT_DIR that holds an earlier run, deleting that run's files "
                              "(without it, or --resume, such a directory is refused)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test split")
-    parser.add_argument("--weights", help="checkpoint for --eval-only (model_best.pth, model_deploy.pth, ...)")
+    parser.add_argument("--weights", help="checkpoint for --eval-only (model_best.pth, model_deploy.pth, ...); "
+                                          "in training, the stage-1 checkpoint of a two-stage method")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs overriding config keys")
     return parser
 
@@ -46,6 +51,18 @@ def _promote_ints(cfg, opts: List[str]) -> List[str]:
             except ValueError:
                 pass
     return promoted
+
+
+def _merge_method_config(cfg, method: str, fail) -> None:
+    """configs/cls/methods/<method>.yaml over the dataset config: only what the method changes."""
+    path = METHOD_CONFIG_DIR / f"{method}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in METHOD_CONFIG_DIR.glob("*.yaml"))
+        fail(f"--method {method}: no {path}; methods with a config: {', '.join(known)}")
+    try:
+        cfg.merge_from_file(str(path))
+    except KeyError as error:
+        fail(f"{path}: {error.args[0]}")
 
 
 def setup_cfg(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None):
@@ -70,10 +87,14 @@ def setup_cfg(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser
             cfg.merge_from_file(config_file)
         except KeyError as error:
             fail(f"{config_file}: {error.args[0]}")
+    if args.method is not None:
+        _merge_method_config(cfg, args.method, fail)
     if args.dataset is not None:
         cfg.DATASET.NAME = args.dataset
     if args.method is not None:
         cfg.METHOD = args.method
+    if getattr(args, "weights", None) and not getattr(args, "eval_only", False):
+        cfg.DECOUPLE.STAGE1_WEIGHTS = args.weights
     if args.data_root is not None:
         cfg.DATASET.ROOT = args.data_root
     if args.output_dir is not None:
@@ -93,8 +114,10 @@ def setup_cfg(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser
         fail(f"unknown config key in overrides: {error.args[0]}")
     except (ValueError, AssertionError) as error:
         fail(f"bad override value: {error}")
-    if cfg.METHOD not in ("lda", "ce"):
-        fail(f"METHOD must be 'lda' or 'ce', got {cfg.METHOD!r}")
+    from .methods import METHODS  # late: --help stays fast
+
+    if cfg.METHOD not in METHODS:
+        fail(f"unknown METHOD {cfg.METHOD!r}; registered: {', '.join(sorted(METHODS))}")
     if not cfg.OUTPUT_DIR:
         cfg.OUTPUT_DIR = os.path.join("output", f"{cfg.DATASET.NAME}_{cfg.METHOD}")
     cfg.freeze()

@@ -159,9 +159,11 @@ def _ok(result):
 def test_wheel_carries_every_config(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for subdir, home in CONFIG_HOMES.items():
-        expected = sorted(path.name for path in (REPO / "configs" / subdir).glob("*.yaml"))
+        # Subfolders too (configs/cls/methods/).
+        expected = sorted(str(path.relative_to(REPO / "configs" / subdir))
+                          for path in (REPO / "configs" / subdir).rglob("*.yaml"))
         assert expected, f"configs/{subdir} has no YAML file"
-        carried = sorted(name.rsplit("/", 1)[1] for name in names if name.startswith(home + "/"))
+        carried = sorted(name[len(home) + 1:] for name in names if name.startswith(home + "/"))
         assert carried == expected, f"{wheel.name}: {home}/ holds {carried}, configs/{subdir}/ has {expected}"
     # Each package carries its own configs only, and nothing lands in site-packages/configs.
     stray = [name for name in names if name.endswith(".yaml")

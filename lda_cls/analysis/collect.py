@@ -170,8 +170,11 @@ def collect_run(run_dir: str, cache_dir: Optional[str] = None, weights: Optional
         model, Subset(train_set, keep.tolist()), preprocess, device, batch_size, feature,
         f"{name}: training subsample")
 
+    from lda_cls.models.classifiers import effective_weight
+
     head = model.head
-    classifiers = {"h": head.balanced.weight.detach().cpu().numpy()}
+    # The class vectors the method predicts with: tau-normalised, LWS-scaled, NCM means, ... (not the raw weight).
+    classifiers = {"h": effective_weight(head.balanced).detach().cpu().numpy()}
     if head.unbalanced is not None:
         classifiers["h'"] = head.unbalanced.weight.detach().cpu().numpy()
     run = RunData(name=name, method=cfg.METHOD, class_counts=class_counts,

@@ -13,11 +13,12 @@ class RunData:
 
     Attributes:
         name: label of the run in legends and tables (its directory name).
-        method: "lda" or "ce".
+        method: the run's METHOD ("lda", "ce", "crt", ...; lda_cls/methods).
         class_counts: training images per class (C,).
         class_names: a name per class.
         classifiers: weight matrices (C, D) by role: "h" (balanced, the test-time
-            classifier; for CE the only one) and, for LDA, "h'" (unbalanced).
+            classifier; for every method but LDA the only one, as it predicts: tau-normalised,
+            LWS-scaled, NCM class means) and, for LDA, "h'" (unbalanced).
         test_targets, test_predictions: labels and argmax of h on the balanced test set.
         test_features: pooled backbone features (or projections) of the test set.
         train_targets, train_features: the same for (a subsample of) the training set,
@@ -74,6 +75,8 @@ class RunData:
     def classifier_label(self, role: str) -> str:
         if self.method == "ce":
             return f"{self.name}: CE classifier"
+        if "h'" not in self.classifiers:  # every compared method but LDA has one classifier
+            return f"{self.name}: {self.method} classifier"
         return {"h": f"{self.name}: h (balanced)", "h'": f"{self.name}: h' (unbalanced)"}.get(
             role, f"{self.name}: {role}")
 

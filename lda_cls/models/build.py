@@ -54,7 +54,7 @@ def freeze_all_but_last_block(backbone: nn.Module, frozen_bn: str = "train") -> 
 
 
 def build_model(cfg, num_classes: int) -> LongTailClassifier:
-    """The classifier of cfg (backbone cfg.MODEL.BACKBONE, head for cfg.METHOD)."""
+    """The classifier of cfg (backbone cfg.MODEL.BACKBONE; head layout of cfg.METHOD, h of MODEL.CLASSIFIER)."""
     kwargs = dict(num_classes=0, in_chans=cfg.MODEL.IN_CHANS)
     if cfg.MODEL.PRETRAINED_FILE:
         path = os.path.expanduser(cfg.MODEL.PRETRAINED_FILE)
@@ -75,9 +75,12 @@ def build_model(cfg, num_classes: int) -> LongTailClassifier:
         freeze_all_but_last_block(backbone, cfg.MODEL.FROZEN_BN)
     elif cfg.MODEL.FREEZE != "none":
         raise ValueError(f"MODEL.FREEZE must be 'none' or 'all_but_last_block', got {cfg.MODEL.FREEZE!r}")
-    head = LDAHead(backbone.num_features, num_classes, method=cfg.METHOD,
+    from ..methods import method_class  # late: the methods import the models' classifiers
+
+    layout = "lda" if method_class(cfg.METHOD).lda_head else "ce"
+    head = LDAHead(backbone.num_features, num_classes, method=layout,
                    projection=cfg.MODEL.PROJECTION.ENABLED, projection_dim=cfg.MODEL.PROJECTION.DIM,
-                   bias=cfg.MODEL.BIAS)
+                   bias=cfg.MODEL.BIAS, classifier=cfg.MODEL.CLASSIFIER)
     return LongTailClassifier(backbone, head)
 
 

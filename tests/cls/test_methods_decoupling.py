@@ -1,0 +1,82 @@
+"""Decoupled classifiers (Kang et al. 2020) on known weights, and NCM against a brute-force nearest mean."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from lda_cls import get_cfg
+from lda_cls.methods.decoupling import normalized_feature_sums
+from lda_cls.methods.validation import validation_set
+from lda_cls.models.classifiers import LWSClassifier, NCMClassifier, TauNormClassifier
+
+
+def test_tau_normalisation_of_a_known_classifier():
+    classifier = TauNormClassifier(2, 2)
+    with torch.no_grad():
+        classifier.weight.copy_(torch.tensor([[3.0, 0.0], [0.0, 1.0]]))  # norms 3 and 1
+        classifier.bias.fill_(5.0)  # ignored: the normalised classifier has no bias
+    features = torch.tensor([[1.0, 1.5]])
+    classifier.tau.fill_(0.0)  # no scaling: logits 3, 1.5 -> the head class
+    assert classifier(features).tolist() == [[3.0, 1.5]]
+    classifier.tau.fill_(1.0)  # unit rows: 1, 1.5 -> the tail class
+    assert classifier(features).tolist() == [[1.0, 1.5]]
+    classifier.tau.fill_(0.5)  # w_0 / 3^0.5 = (1.732, 0)
+    assert classifier(features)[0].tolist() == pytest.approx([3 ** 0.5, 1.5])
+    assert torch.allclose(classifier.effective_weight(0.5), torch.tensor([[3 ** 0.5, 0.0], [0.0, 1.0]]))
+
+
+def test_lws_scales_each_class_logit():
+    classifier = LWSClassifier(2, 2)
+    with torch.no_grad():
+        classifier.weight.copy_(torch.tensor([[3.0, 0.0], [0.0, 1.0]]))
+        classifier.bias.copy_(torch.tensor([1.0, -1.0]))
+        classifier.scales.copy_(torch.tensor([0.5, 2.0]))
+    features = torch.tensor([[1.0, 1.5]])
+    # f_y (w_y . x + b_y): 0.5 (3 + 1) = 2, 2 (1.5 - 1) = 1.
+    assert classifier(features).tolist() == [[2.0, 1.0]]
+    assert classifier.effective_weight().tolist() == [[1.5, 0.0], [0.0, 2.0]]
+    loss = classifier(features).sum()
+    loss.backward()
+    # d/d f_y = w_y . x + b_y.
+    assert classifier.scales.grad.tolist() == [4.0, 0.5]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_ncm_predicts_the_nearest_normalised_class_mean(metric):
+    generator = torch.Generator().manual_seed(0)
+    num_classes, dim = 4, 6
+    train_features = torch.randn(40, dim, generator=generator)
+    train_targets = torch.arange(40) % num_classes
+    sums, counts = normalized_feature_sums(train_features, train_targets, num_classes)
+    classifier = NCMClassifier(dim, num_classes, metric=metric)
+    classifier.means.copy_((sums / counts.unsqueeze(1)).float())
+    test_features = torch.randn(25, dim, generator=generator)
+    predictions = classifier(test_features).argmax(1)
+    # Brute force: normalise, average per class, normalise the means, then the nearest mean one by one.
+    unit = train_features / train_features.norm(dim=1, keepdim=True)
+    means = []
+    for label in range(num_classes):
+        mean = unit[train_targets == label].mean(0)
+        means.append(mean / mean.norm())
+    for features, predicted in zip(test_features, predictions):
+        query = features / features.norm()
+        if metric == "cosine":
+            scores = [float(query @ mean) for mean in means]
+        else:
+            scores = [-float(((query - mean) ** 2).sum()) for mean in means]
+        assert int(predicted) == max(range(num_classes), key=lambda k: scores[k])
+
+
+def test_tau_is_never_chosen_on_the_test_split():
+    cfg = get_cfg()
+    cfg.METHOD = "tau_norm"
+    test_set = [0] * 5
+    trainer = SimpleNamespace(cfg=cfg, val_set=test_set, test_set=test_set, val_is_test=True)
+    with pytest.raises(ValueError, match="choosing on test is not allowed"):
+        validation_set(trainer)
+    trainer = SimpleNamespace(cfg=cfg, val_set=None, test_set=test_set)  # a builder that says "no val split"
+    with pytest.raises(ValueError, match="TAU_GRID"):
+        validation_set(trainer)
+    real_val = [1] * 3
+    trainer = SimpleNamespace(cfg=cfg, val_set=real_val, test_set=test_set, val_is_test=False)
+    assert validation_set(trainer)[0] is real_val
