@@ -9,4 +9,6 @@ setup(
     packages=find_packages(include=["lda_core", "lda_core.*", "lda_cls", "lda_cls.*"])
     + find_packages("projects/LDA", include=["lda_det", "lda_det.*"]),
     package_dir={"lda_det": "projects/LDA/lda_det"},
+    # The LVIS v1 class counts table (lda_det/data/lvis_v1_counts.py) ships with the package.
+    package_data={"lda_det": ["data/*.csv"]},
 )
