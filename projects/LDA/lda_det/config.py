@@ -16,8 +16,9 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.WINDOW = 100
     # Output dimension of the projection head `g` whose features enter Eq. 7 / 8.
     _C.MODEL.LDA.PROJECTION_DIM = 128
-    # Hidden width of `g` (Linear-ReLU-Linear as in the official code); 0 makes `g` one Linear.
-    _C.MODEL.LDA.PROJECTION_HIDDEN_DIM = 1024
+    # Hidden width of `g`; 0 (default) makes `g` one Linear, as the official code and lda_cls do;
+    # > 0 makes it Linear-ReLU-Linear (our variant, used by the CPU demo configs).
+    _C.MODEL.LDA.PROJECTION_HIDDEN_DIM = 0
     # Source of the class counts `n_y` behind the balanced weights w_y ~ 1/n_y (Eq. 5):
     # "instance_count" (annotations per class in DATASETS.TRAIN), "image_count" (LVIS
     # images per class) or "config" (MODEL.LDA.CLASS_COUNTS).

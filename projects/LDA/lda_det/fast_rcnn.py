@@ -57,7 +57,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, class_counts, gamma: float = 1.5, beta: float = 0.1,
                  margin: float = 1.0, window: int = 100, projection_dim: int = 128,
-                 projection_hidden_dim: int = 1024, unbalanced_loss_weight: float = 1.0,
+                 projection_hidden_dim: int = 0, unbalanced_loss_weight: float = 1.0,
                  balanced_loss_weight: float = 2.0, fg_bg_loss_weight: float = 1.0,
                  weighted_inter: bool = False, fixed_alpha: Optional[float] = None,
                  scaling: str = "official", loss_normalization: str = "sampled",
