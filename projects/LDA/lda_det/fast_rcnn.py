@@ -29,7 +29,7 @@ from detectron2.utils.events import get_event_storage
 
 from lda_core import LDALoss
 
-from .class_counts import class_counts_from_config
+from .class_counts import class_counts_for_model
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         if loss_normalization not in LOSS_NORMALIZATIONS:
             raise ValueError(f"MODEL.LDA.LOSS_NORMALIZATION must be one of {LOSS_NORMALIZATIONS}, "
                              f"got {loss_normalization!r}")
-        if len(class_counts) != self.num_classes:
+        if class_counts is not None and len(class_counts) != self.num_classes:
             raise ValueError(f"{len(class_counts)} class counts for {self.num_classes} classes")
         input_size = self.bbox_pred.in_features
         # The (C+1)-way classifier is replaced by the three heads below.
@@ -100,9 +100,15 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                                             nn.Linear(projection_hidden_dim, projection_dim))
         else:
             self.projection = nn.Linear(input_size, projection_dim)
-        self.lda_loss = LDALoss(class_counts, gamma=gamma, beta=beta, margin=margin, window=window,
-                                unbalanced_factor=unbalanced_loss_weight, balanced_factor=balanced_loss_weight,
-                                weighted_inter=weighted_inter, fixed_alpha=fixed_alpha, scaling=scaling)
+        # n_y travel in the checkpoint (persistent buffer), so that inference needs no training
+        # data; all zeros = not known yet (a model built for inference without DATASETS.TRAIN).
+        self.register_buffer("class_counts", torch.as_tensor(
+            [0] * self.num_classes if class_counts is None else class_counts, dtype=torch.int64))
+        self._lda_loss_kwargs = dict(gamma=gamma, beta=beta, margin=margin, window=window,
+                                     unbalanced_factor=unbalanced_loss_weight, balanced_factor=balanced_loss_weight,
+                                     weighted_inter=weighted_inter, fixed_alpha=fixed_alpha, scaling=scaling)
+        self.lda_loss = LDALoss(self.class_counts, **self._lda_loss_kwargs)
+        self.class_counts_known = class_counts is not None
         self.fg_bg_loss_weight = fg_bg_loss_weight
         self.loss_normalization = loss_normalization
         self.score_mode = score_mode
@@ -113,7 +119,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         ret = super().from_config(cfg, input_shape)
         lda = cfg.MODEL.LDA
         ret.update({
-            "class_counts": class_counts_from_config(cfg),
+            "class_counts": class_counts_for_model(cfg),
             "gamma": lda.GAMMA,
             "beta": lda.BETA,
             "margin": lda.MARGIN,
@@ -160,6 +166,10 @@ class LDAOutputLayers(FastRCNNOutputLayers):
             gt_classes = torch.empty(0, dtype=torch.long, device=proposal_deltas.device)
             proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
 
+        if not self.class_counts_known:
+            raise RuntimeError("LDAOutputLayers has no class counts n_y to train with: the files of "
+                               "DATASETS.TRAIN were not on disk when the model was built and no checkpoint "
+                               "carrying them was loaded (see lda_det.class_counts)")
         is_foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
         # The positives' indices: the one nonzero (host sync) of Fast R-CNN's box loss,
         # computed once here and shared by LDALoss and the box regression.
@@ -232,8 +242,37 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                               unexpected_keys, error_msgs):
         if prefix + "cls_score.weight" in state_dict and prefix + "fg_bg_score.weight" not in state_dict:
             _convert_cls_score(state_dict, prefix, self.num_classes)
+        counts_key = prefix + "class_counts"
+        saved_counts = state_dict.get(counts_key)
+        if saved_counts is not None and saved_counts.shape == self.class_counts.shape:
+            self._take_checkpoint_counts(torch.as_tensor(saved_counts, dtype=torch.int64).cpu(), counts_key)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+        if saved_counts is None and counts_key in missing_keys:
+            # A checkpoint from before the counts were saved, or a plain Mask R-CNN: keep ours.
+            missing_keys.remove(counts_key)
+            logger.info(f"{counts_key} not in the checkpoint: n_y stay those of the config "
+                        f"({'known' if self.class_counts_known else 'unknown: inference only'})")
+
+    def _take_checkpoint_counts(self, saved_counts: torch.Tensor, key: str) -> None:
+        """A checkpoint's n_y win over the recomputed ones: LDALoss is rebuilt on them.
+
+        Called while loading, before the children: the rebuilt LDALoss then loads its
+        accuracy window from the same state dict.
+        """
+        if not saved_counts.any():
+            return  # saved by a model that did not know its counts either
+        if torch.equal(saved_counts, self.class_counts.cpu()):
+            self.class_counts_known = True
+            return
+        if self.class_counts_known:
+            logger.warning(f"{key}: the checkpoint's class counts differ from those of the config "
+                           f"(total {int(saved_counts.sum())} vs {int(self.class_counts.sum())}); "
+                           f"using the checkpoint's")
+        device = self.class_counts.device
+        self.class_counts = saved_counts.to(device)
+        self.lda_loss = LDALoss(saved_counts, **self._lda_loss_kwargs).to(device)
+        self.class_counts_known = True
 
 
 def _convert_cls_score(state_dict, prefix: str, num_classes: int) -> None:

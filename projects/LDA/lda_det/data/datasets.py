@@ -11,6 +11,8 @@ from detectron2.data.datasets.lvis import load_lvis_json
 from . import synthetic_lt
 
 SYNTHETIC_LT_SPLITS = {"synthetic_lt_train": "train", "synthetic_lt_val": "val"}
+# Generated datasets: name -> the function that generates it if needed (ensure_available).
+SYNTHETIC_DATASETS = {}
 
 
 def register_lvis_format(name: str, json_file: str, image_root: str, thing_classes, before_load=None) -> None:
@@ -40,6 +42,7 @@ def register_synthetic_lt(root: str = None) -> None:
         # detectron2's LVIS loader appends the split folder to image_root as a string.
         register_lvis_format(name, synthetic_lt.json_path(root, split), root + os.sep, synthetic_lt.CATEGORY_NAMES,
                              before_load=lambda: synthetic_lt.ensure_generated(root))
+        SYNTHETIC_DATASETS[name] = lambda: synthetic_lt.ensure_generated(root)
 
 
 def ensure_available(dataset_name: str) -> None:
@@ -50,8 +53,8 @@ def ensure_available(dataset_name: str) -> None:
     if dataset_name not in DatasetCatalog.list():
         raise KeyError(f"Dataset {dataset_name!r} is not registered; registered LVIS-format ones: "
                        f"{sorted(n for n in DatasetCatalog.list() if 'lvis' in n or 'synthetic' in n)}")
-    if dataset_name in SYNTHETIC_LT_SPLITS:
-        synthetic_lt.ensure_generated(os.path.dirname(MetadataCatalog.get(dataset_name).json_file))
+    if dataset_name in SYNTHETIC_DATASETS:
+        SYNTHETIC_DATASETS[dataset_name]()
         return
     meta = MetadataCatalog.get(dataset_name)
     hint = (f"dataset {dataset_name!r}: detectron2 looks for its files under $DETECTRON2_DATASETS "
