@@ -8,7 +8,7 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.lvis import load_lvis_json
 
-from . import synthetic_lt
+from . import synthetic_lt, synthetic_lvis_profile
 
 SYNTHETIC_LT_SPLITS = {"synthetic_lt_train": "train", "synthetic_lt_val": "val"}
 # Generated datasets: name -> the function that generates it if needed (ensure_available).
@@ -43,6 +43,15 @@ def register_synthetic_lt(root: str = None) -> None:
         register_lvis_format(name, synthetic_lt.json_path(root, split), root + os.sep, synthetic_lt.CATEGORY_NAMES,
                              before_load=lambda: synthetic_lt.ensure_generated(root))
         SYNTHETIC_DATASETS[name] = lambda: synthetic_lt.ensure_generated(root)
+
+
+def register_synthetic_lvis_profile(root: str = None) -> None:
+    """Register "synthetic_lvis_profile_train" / "_val": synthetic_lt's images, LVIS v1's class profile."""
+    root = root or synthetic_lvis_profile.default_root()
+    for name, split in synthetic_lvis_profile.SPLITS.items():
+        register_lvis_format(name, synthetic_lt.json_path(root, split), root + os.sep, synthetic_lt.CATEGORY_NAMES,
+                             before_load=lambda: synthetic_lvis_profile.ensure_generated(root))
+        SYNTHETIC_DATASETS[name] = lambda: synthetic_lvis_profile.ensure_generated(root)
 
 
 def ensure_available(dataset_name: str) -> None:

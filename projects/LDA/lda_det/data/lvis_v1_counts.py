@@ -15,6 +15,9 @@ import numpy as np
 TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lvis_v1_train_category_counts.csv")
 # The registered detectron2 dataset whose counts the table holds.
 DATASET_NAME = "lvis_v1_train"
+# Images of LVIS v1 train (lvisdataset.org; len(lvis_v1_train.json["images"])): the denominator
+# of the category frequencies that repeat-factor sampling uses (tools/loss_scale.py).
+NUM_TRAIN_IMAGES = 100170
 
 
 class CategoryCounts(NamedTuple):
