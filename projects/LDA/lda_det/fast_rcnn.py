@@ -17,6 +17,7 @@ import math
 from typing import Dict, List, NamedTuple, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -61,7 +62,8 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                  balanced_loss_weight: float = 2.0, fg_bg_loss_weight: float = 1.0,
                  weighted_inter: bool = False, fixed_alpha: Optional[float] = None,
                  scaling: str = "official", loss_normalization: str = "sampled",
-                 score_mode: str = "balanced", log_period: int = 20, **kwargs):
+                 score_mode: str = "balanced", log_period: int = 20, batch_size_per_image: int = 512,
+                 **kwargs):
         """
         Args:
             class_counts: n_y of the C training classes (Eq. 5).
@@ -73,6 +75,8 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                 proposals (Fast R-CNN's weight of a positive); "positives" does not.
             score_mode: "balanced" scores with h, "unbalanced" with h'.
             log_period: iterations between the logs of alpha, delta acc and the loss terms.
+            batch_size_per_image: proposals sampled per image (MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE);
+                LDALoss gets this many rows per image, so that every DDP rank passes the same B.
             kwargs: FastRCNNOutputLayers' arguments.
         """
         super().__init__(input_shape, **kwargs)
@@ -113,6 +117,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         self.loss_normalization = loss_normalization
         self.score_mode = score_mode
         self.log_period = log_period
+        self.batch_size_per_image = batch_size_per_image
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -135,6 +140,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
             "loss_normalization": lda.LOSS_NORMALIZATION,
             "score_mode": lda.SCORE_MODE,
             "log_period": lda.LOG_PERIOD,
+            "batch_size_per_image": cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE,
         })
         return ret
 
@@ -171,19 +177,17 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                                "DATASETS.TRAIN were not on disk when the model was built and no checkpoint "
                                "carrying them was loaded (see lda_det.class_counts)")
         is_foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
-        # The positives' indices: the one nonzero (host sync) of Fast R-CNN's box loss,
-        # computed once here and shared by LDALoss and the box regression.
+        # The positives' indices: the one nonzero (host sync) of Fast R-CNN's box loss; the LDA
+        # part below uses the mask instead.
         fg_inds = nonzero_tuple(is_foreground)[0]
 
         # Ignored proposals (label -1) get cross-entropy's ignore index.
         fg_bg_targets = torch.where(gt_classes >= 0, (~is_foreground).long(), torch.full_like(gt_classes, -100))
         loss_fg_bg = cross_entropy(classification.fg_bg_logits, fg_bg_targets, reduction="mean")
-        lda = self.lda_loss(classification.unbalanced_logits[fg_inds], classification.balanced_logits[fg_inds],
-                            gt_classes[fg_inds], classification.projection[fg_inds])
+        lda = self.lda_loss(*self._lda_inputs(classification, gt_classes, is_foreground, len(proposals)))
         loss_lda = lda["loss"]
         if self.loss_normalization == "sampled":
-            # Both sizes are known on the host already: no synchronisation.
-            loss_lda = loss_lda * (fg_inds.numel() / max(gt_classes.numel(), 1))
+            loss_lda = loss_lda * self._positive_fraction(is_foreground)
         loss_box_reg = self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes, fg_inds)
         self._log(classification, gt_classes, fg_bg_targets, fg_inds, lda)
         return {
@@ -191,6 +195,38 @@ class LDAOutputLayers(FastRCNNOutputLayers):
             "loss_lda": loss_lda,
             "loss_box_reg": self.loss_weight.get("loss_box_reg", 1.0) * loss_box_reg,
         }
+
+    def _lda_inputs(self, classification, gt_classes, is_foreground, num_images: int):
+        """LDALoss's arguments: ALL sampled proposals, ``valid`` = foreground, padded with invalid
+        rows to batch_size_per_image x images. Under DDP the loss is one over the global batch
+        (lda_core), which needs the same B on every rank while the positives differ per rank."""
+        rows = self.batch_size_per_image * num_images
+        padding = rows - gt_classes.numel()
+        if padding < 0:
+            raise ValueError(f"{gt_classes.numel()} proposals for {num_images} images exceed "
+                             f"MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE={self.batch_size_per_image} per image")
+
+        def pad(tensor, value=0):
+            if padding == 0:
+                return tensor
+            return F.pad(tensor, (0, 0, 0, padding) if tensor.dim() == 2 else (0, padding), value=value)
+        targets = torch.where(is_foreground, gt_classes, torch.zeros_like(gt_classes))
+        return (pad(classification.unbalanced_logits), pad(classification.balanced_logits), pad(targets),
+                pad(classification.projection), pad(is_foreground, False))
+
+    def _positive_fraction(self, is_foreground) -> torch.Tensor:
+        """#positives / #sampled proposals of the global batch (all ranks), without a host sync.
+
+        Eq. 9 times this gives a positive the weight it has in Fast R-CNN's cross-entropy (a mean
+        over the sampled proposals): with "calibrated" scaling, R_s(h') x #pos / #sampled is
+        exactly Fast R-CNN's mean CE over the global batch, and the balanced term keeps its
+        coefficient relative to R_s(h') (see projects/LDA/README.md, "Loss scale").
+        """
+        counts = torch.stack([is_foreground.sum(), torch.tensor(is_foreground.numel(), device=is_foreground.device)])
+        counts = counts.to(torch.float64)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(counts)
+        return (counts[0] / counts[1].clamp(min=1)).to(torch.float32)
 
     def box_reg_loss(self, proposal_boxes, gt_boxes, pred_deltas, gt_classes, fg_inds=None):
         """FastRCNNOutputLayers.box_reg_loss, taking the positives' indices when known."""
