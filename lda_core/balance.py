@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .arguments import finite_number, positive_integer
+
 
 def _distributed_world() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -32,6 +34,14 @@ def _is_top1(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return target_logit.squeeze(1) > others.amax(dim=1)
 
 
+def correct_counts(unbalanced_correct: torch.Tensor, balanced_correct: torch.Tensor,
+                   valid: Optional[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """(3,) counts of one batch: correct by h', correct by h, samples (only ``valid`` ones if given)."""
+    flags = torch.stack([unbalanced_correct.bool(), balanced_correct.bool(),
+                         torch.ones_like(unbalanced_correct, dtype=torch.bool)]).to(dtype)
+    return flags.sum(dim=1) if valid is None else flags @ valid.to(dtype)
+
+
 class AccuracyGapWindow(nn.Module):
     """Ring buffer of batch accuracies of h' and h, and the alpha derived from it.
 
@@ -46,12 +56,10 @@ class AccuracyGapWindow(nn.Module):
     def __init__(self, window: int = 100, gamma: float = 2.0, percent: bool = True,
                  fixed_alpha: Optional[float] = None):
         super().__init__()
-        if int(window) < 1:
-            raise ValueError(f"window must be a positive number of mini-batches, got {window}")
-        self.window = int(window)
-        self.gamma = float(gamma)
+        self.window = positive_integer("window (number of mini-batches)", window)
+        self.gamma = finite_number("gamma", gamma, minimum=0.0)
         self.percent = bool(percent)
-        self.fixed_alpha = fixed_alpha
+        self.fixed_alpha = None if fixed_alpha is None else finite_number("fixed_alpha", fixed_alpha, minimum=0.0)
         # Row 0: accuracy of h' (unbalanced), row 1: accuracy of h (balanced).
         self.register_buffer("accuracies", torch.zeros(2, self.window))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
@@ -77,13 +85,18 @@ class AccuracyGapWindow(nn.Module):
         Under ``torch.distributed`` the correct counts are summed over ranks first,
         so every rank holds the same buffer and uses the same alpha.
         """
-        dtype = self.accuracies.dtype
-        # Rows: correct by h', correct by h, counted; summed over the (valid) samples.
-        flags = torch.stack([unbalanced_correct.bool(), balanced_correct.bool(),
-                             torch.ones_like(unbalanced_correct, dtype=torch.bool)]).to(dtype)
-        counts = flags.sum(dim=1) if valid is None else flags @ valid.to(dtype)
+        counts = correct_counts(unbalanced_correct, balanced_correct, valid, self.accuracies.dtype)
         if _distributed_world():
             dist.all_reduce(counts)
+        self.record_counts(counts)
+
+    @torch.no_grad()
+    def record_counts(self, counts: torch.Tensor) -> None:
+        """Write one batch from its counts (3,): correct by h', correct by h, samples.
+
+        The counts are taken as they are (already summed over ranks, if that is wanted).
+        """
+        counts = counts.to(self.accuracies.dtype)
         scale = 100.0 if self.percent else 1.0
         has_samples = counts[2] > 0
         batch_accuracy = scale * counts[:2] / counts[2].clamp(min=1)

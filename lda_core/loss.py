@@ -21,17 +21,54 @@ published numbers were trained with (github.com/pengzhiliang/LDA):
 distribution), a batch *mean* for the balanced risk and delta acc as a fraction.
 It is scale-free in N and B, but its alpha is orders of magnitude smaller for the
 same gap, so it needs its own gamma / factors; it is not the default.
+
+``scaling="calibrated"`` takes the normalised risk and the official alpha (delta acc
+in percent). Its ``balanced_factor`` is the coefficient of the normalised balanced risk
+R_u = E_{p_s}[N / (C n_y) CE] at alpha = 1, whatever the batch, the number of GPUs or
+N. The official scaling's coefficient of that same risk is balanced_factor * B / N
+(B valid samples per global step): what "official" means changes with B and N, which
+is why detection (B / N ~ 1e-4 on LVIS) uses "calibrated". Every forward returns the
+step's effective coefficient, balanced_factor * alpha (* B / N for official), as
+"balanced_coefficient".
+
+Global batch. Under ``torch.distributed`` (and ``global_batch=True``, the default)
+every rank's loss is its share of the loss of one process on the concatenated
+global batch, the official code's ``DataParallel`` semantics: the means and the
+official sum run over the valid samples of all ranks, the class centres of Eq. 7-8
+come from the all-gathered features (``torch.distributed.nn.functional.all_gather``,
+whose backward sums the ranks' gradients), and the shares are scaled so that DDP's
+gradient *averaging* yields exactly the one-process gradient. Every rank must pass the
+same batch size B; pad with ``valid=False`` where the numbers of samples differ.
 """
 from typing import Dict, Optional, Sequence, Union
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
-from .balance import AccuracyGapWindow
+from .arguments import finite_number
+from .balance import AccuracyGapWindow, correct_counts
 from .cross_entropy import cross_entropy_and_top1
 from .divergence import at_least_float32, class_divergence
 
-SCALINGS = ("official", "normalized")
+SCALINGS = ("official", "normalized", "calibrated")
+# Scalings whose class weights have mean 1 under the training distribution and whose
+# balanced risk is a mean over the batch.
+_MEAN_RISK_SCALINGS = ("normalized", "calibrated")
+
+
+def _global_world_size() -> int:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def _gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """All ranks' ``tensor`` concatenated along dim 0 (equal shapes required), no gradient."""
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor.contiguous())
+    return torch.cat(gathered)
 
 
 def _check_inputs(unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor,
@@ -80,11 +117,16 @@ class LDALoss(nn.Module):
         unbalanced_factor, balanced_factor: multipliers of R_s(h') and alpha R_u(h).
         weighted_inter: weight inter pairs by w_i + w_j (Eq. 8) instead of a plain mean.
         fixed_alpha: constant alpha instead of Eq. 6 (grid-search ablation).
-        scaling: "official" (default) or "normalized"; see the module docstring.
+        scaling: "official" (default), "normalized" or "calibrated"; see the module docstring.
+        global_batch: under torch.distributed, compute every term on the global batch
+            (see the module docstring); False gives each rank's local-batch loss.
 
     ``forward`` returns a dict of tensors: "loss" (to back-propagate),
     "loss_unbalanced" (R_s(h')), "loss_balanced" (R_u(h), before alpha),
-    "loss_intra", "loss_inter", "alpha" and "delta_acc".
+    "loss_intra", "loss_inter", "alpha", "delta_acc" and "balanced_coefficient"
+    (the effective coefficient of the normalised balanced risk this step).
+    Under torch.distributed the loss values are this rank's shares: their mean
+    over ranks is the global-batch value; alpha and delta acc are global.
     Only a module in training mode updates the accuracy window.
     """
 
@@ -92,36 +134,34 @@ class LDALoss(nn.Module):
                  beta: float = 1.0, margin: float = 1.0, window: int = 100,
                  unbalanced_factor: float = 1.0, balanced_factor: float = 2.0,
                  weighted_inter: bool = False, fixed_alpha: Optional[float] = None,
-                 scaling: str = "official"):
+                 scaling: str = "official", global_batch: bool = True):
         super().__init__()
-        counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
-        if counts.numel() == 0:
-            raise ValueError("class_counts is empty")
-        if (counts < 0).any():
-            raise ValueError(f"class_counts must be non-negative, found {counts.min().item()}")
+        counts = _checked_class_counts(class_counts)
         if scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
         counts = counts.clamp(min=1)
         num_classes = counts.numel()
         weights = 1.0 / (num_classes * counts)
-        if scaling == "normalized":
+        if scaling in _MEAN_RISK_SCALINGS:
             weights = weights * counts.sum()
         self.num_classes = num_classes
-        self.beta = float(beta)
-        self.margin = float(margin)
-        self.unbalanced_factor = float(unbalanced_factor)
-        self.balanced_factor = float(balanced_factor)
+        self.num_samples = float(counts.sum())  # N, of the normalised risk's weights N / (C n_y)
+        self.beta = finite_number("beta", beta, minimum=0.0)
+        self.margin = finite_number("margin", margin)
+        self.unbalanced_factor = finite_number("unbalanced_factor", unbalanced_factor)
+        self.balanced_factor = finite_number("balanced_factor", balanced_factor)
         self.weighted_inter = bool(weighted_inter)
         self.scaling = scaling
+        self.global_batch = bool(global_batch)
         # Not saved: derived from class_counts, which the owner passes again.
         self.register_buffer("class_weights", weights.float(), persistent=False)
         self.balance = AccuracyGapWindow(window=window, gamma=gamma,
-                                         percent=(scaling == "official"), fixed_alpha=fixed_alpha)
+                                         percent=(scaling != "normalized"), fixed_alpha=fixed_alpha)
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, beta={self.beta}, margin={self.margin}, "
                 f"factors=({self.unbalanced_factor}, {self.balanced_factor}), "
-                f"weighted_inter={self.weighted_inter}, scaling={self.scaling!r}")
+                f"weighted_inter={self.weighted_inter}, scaling={self.scaling!r}, global_batch={self.global_batch}")
 
     def forward(self, unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor,
                 targets: torch.Tensor, features: Optional[torch.Tensor] = None,
@@ -145,29 +185,52 @@ class LDALoss(nn.Module):
         unbalanced_logits = at_least_float32(unbalanced_logits)
         balanced_logits = at_least_float32(balanced_logits)
         dtype = unbalanced_logits.dtype
-        # Per-sample weights of the two risks; a mean divides by max(n, 1), so an empty batch
-        # gives 0, not NaN, and keeps its graph.
+        world_size = _global_world_size() if self.global_batch else 1
         balanced_weights = self.class_weights.to(dtype)[targets]
-        if valid is None:
-            unbalanced_weights = torch.full_like(targets, 1 / max(targets.shape[0], 1), dtype=dtype)
-            if self.scaling == "normalized":
-                balanced_weights = balanced_weights / max(targets.shape[0], 1)
+        if valid is None and world_size == 1:
+            # The batch size is known on the host: the weights of both means are plain numbers.
+            num_samples = targets.shape[0]
+            mean_scale = 1 / max(num_samples, 1)
+            unbalanced_weights = torch.full_like(targets, mean_scale, dtype=dtype)
+            if self.scaling in _MEAN_RISK_SCALINGS:
+                balanced_weights = balanced_weights * mean_scale
+            loss_unbalanced, unbalanced_correct = cross_entropy_and_top1(unbalanced_logits, targets, unbalanced_weights)
+            loss_balanced, balanced_correct = cross_entropy_and_top1(balanced_logits, targets, balanced_weights)
+            counts = None
         else:
-            valid = valid.to(dtype)
-            unbalanced_weights = valid / valid.sum().clamp(min=1)
-            balanced_weights = balanced_weights * (unbalanced_weights if self.scaling == "normalized" else valid)
-        loss_unbalanced, unbalanced_correct = cross_entropy_and_top1(unbalanced_logits, targets, unbalanced_weights)
-        loss_balanced, balanced_correct = cross_entropy_and_top1(balanced_logits, targets, balanced_weights)
+            # Sums over this rank's valid samples, then one all-reduce of three numbers: the global
+            # number of valid samples turns the sums into global means (an empty batch gives 0, not
+            # NaN, and keeps its graph), and the correct counts feed alpha (Eq. 6).
+            kept = torch.ones_like(targets, dtype=dtype) if valid is None else valid.to(dtype)
+            loss_unbalanced, unbalanced_correct = cross_entropy_and_top1(unbalanced_logits, targets, kept)
+            loss_balanced, balanced_correct = cross_entropy_and_top1(balanced_logits, targets, balanced_weights * kept)
+            counts = correct_counts(unbalanced_correct, balanced_correct, kept, dtype)
+            if world_size > 1:
+                dist.all_reduce(counts)
+            num_samples = counts[2]
+            # DDP averages the ranks' gradients: a rank's share of a global sum is world_size x its own part.
+            mean_scale = world_size / num_samples.clamp(min=1)
+            loss_unbalanced = loss_unbalanced * mean_scale
+            loss_balanced = loss_balanced * (mean_scale if self.scaling in _MEAN_RISK_SCALINGS else world_size)
 
         if self.training:
-            self.balance.record(unbalanced_correct, balanced_correct, valid)
+            if counts is None:
+                # Alpha is global even for rank-local losses (global_batch=False): all-reduced there.
+                self.balance.record(unbalanced_correct, balanced_correct)
+            else:
+                # Counts already summed over ranks where that applies: no second all-reduce.
+                self.balance.record_counts(counts)
         alpha, delta_acc = self.balance.alpha()
+        balanced_coefficient = self.balanced_factor * alpha
+        if self.scaling == "official":
+            # sum_i CE_i / (C n_y) = (B / N) * mean_i N CE_i / (C n_y): the official sum is B / N normalised risks.
+            if torch.is_tensor(num_samples):
+                num_samples = num_samples.to(alpha.dtype)
+            balanced_coefficient = balanced_coefficient * num_samples / self.num_samples
 
         loss = self.unbalanced_factor * loss_unbalanced + self.balanced_factor * alpha * loss_balanced
         if features is not None:
-            loss_intra, loss_inter = class_divergence(
-                features, targets, margin=self.margin, valid=valid,
-                class_weights=self.class_weights if self.weighted_inter else None)
+            loss_intra, loss_inter = self._divergence(features, targets, valid, world_size)
             loss = loss + self.beta * (loss_intra + loss_inter)
         else:
             loss_intra = loss_inter = torch.zeros((), device=loss.device)
@@ -179,4 +242,34 @@ class LDALoss(nn.Module):
             "loss_inter": loss_inter.detach(),
             "alpha": alpha,
             "delta_acc": delta_acc,
+            "balanced_coefficient": balanced_coefficient,
         }
+
+    def _divergence(self, features, targets, valid, world_size):
+        """Eq. 7-8; with several ranks, on the class centres of the global batch.
+
+        The all-gather's backward sums the gradients every rank computes for this rank's
+        features, i.e. world_size x the one-process gradient, which DDP's averaging undoes;
+        so, unlike the risks, the divergence needs no rescaling.
+        """
+        class_weights = self.class_weights if self.weighted_inter else None
+        if world_size == 1:
+            return class_divergence(features, targets, margin=self.margin, valid=valid, class_weights=class_weights)
+        kept = torch.ones_like(targets) if valid is None else valid.to(targets.dtype)
+        labels = _gather_rows(torch.stack([targets, kept], dim=1))
+        all_features = torch.cat(dist_nn.all_gather(features))
+        return class_divergence(all_features, labels[:, 0], margin=self.margin, valid=labels[:, 1].bool(),
+                                class_weights=class_weights)
+
+
+def _checked_class_counts(class_counts) -> torch.Tensor:
+    counts = torch.as_tensor(class_counts, dtype=torch.float64)
+    if counts.dim() != 1:
+        raise ValueError(f"class_counts must be one count per class (1-D), got shape {tuple(counts.shape)}")
+    if counts.numel() == 0:
+        raise ValueError("class_counts is empty")
+    if not torch.isfinite(counts).all():
+        raise ValueError(f"class_counts must be finite, found {counts[~torch.isfinite(counts)].tolist()[:5]}")
+    if (counts < 0).any():
+        raise ValueError(f"class_counts must be non-negative, found {counts.min().item()}")
+    return counts

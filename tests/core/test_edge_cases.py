@@ -87,3 +87,22 @@ def test_bad_class_counts_raise():
         LDALoss([])
     with pytest.raises(ValueError, match="scaling"):
         LDALoss([1, 2], scaling="percent")
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(gamma=-1.0), "gamma"), (dict(gamma=float("nan")), "gamma"), (dict(beta=float("inf")), "beta"),
+    (dict(beta=-0.5), "beta"), (dict(margin=float("nan")), "margin"), (dict(fixed_alpha=-2.0), "fixed_alpha"),
+    (dict(fixed_alpha=float("inf")), "fixed_alpha"), (dict(window=0), "window"), (dict(window=2.5), "window"),
+    (dict(balanced_factor=float("nan")), "balanced_factor"), (dict(unbalanced_factor="1"), "unbalanced_factor"),
+])
+def test_invalid_hyper_parameters_fail_naming_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        LDALoss([3, 2, 1], **kwargs)
+
+
+@pytest.mark.parametrize("counts, message", [
+    ([[3, 2], [1, 1]], "1-D"), ([3.0, float("nan")], "finite"), ([3.0, float("inf")], "finite"), ([], "empty"),
+])
+def test_invalid_class_counts_fail_with_a_clear_message(counts, message):
+    with pytest.raises(ValueError, match=message):
+        LDALoss(counts)

@@ -104,3 +104,33 @@ def test_weighted_inter_in_loss_uses_class_weights_from_counts():
     hinge = {(0, 1): 0.5, (0, 2): 0.0, (1, 2): 0.5}
     expected = sum(hinge[p] * pair_w[p] for p in hinge) / sum(pair_w.values())
     assert out["loss_inter"].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_calibrated_scaling_is_the_normalized_risk_with_the_official_alpha():
+    calibrated = LDALoss(COUNTS, gamma=2.0, window=4, scaling="calibrated")
+    normalized = LDALoss(COUNTS, gamma=2.0, window=4, scaling="normalized")
+    official = LDALoss(COUNTS, gamma=2.0, window=4)
+    out, out_normalized, out_official = (c(*make_inputs()) for c in (calibrated, normalized, official))
+    assert out["loss_balanced"].item() == pytest.approx(out_normalized["loss_balanced"].item(), rel=1e-6)
+    assert out["alpha"].item() == pytest.approx(out_official["alpha"].item())  # (18.75 %)^2
+    # The normalised risk is N / B times the official sum: N = 62, B = 4.
+    assert out["loss_balanced"].item() == pytest.approx(out_official["loss_balanced"].item() * 62 / 4, rel=1e-6)
+
+
+@pytest.mark.parametrize("scaling, per_normalized_risk", [("official", 4 / 62), ("calibrated", 1.0),
+                                                          ("normalized", 1.0)])
+def test_balanced_coefficient_is_the_weight_of_the_normalized_balanced_risk(scaling, per_normalized_risk):
+    criterion = LDALoss(COUNTS, gamma=2.0, window=4, balanced_factor=3.0, scaling=scaling)
+    out = criterion(*make_inputs())
+    assert out["balanced_coefficient"].item() == pytest.approx(3.0 * out["alpha"].item() * per_normalized_risk)
+    # The balanced part of the loss is that coefficient times the normalised risk.
+    normalized_risk = LDALoss(COUNTS, scaling="normalized")(*make_inputs())["loss_balanced"]
+    balanced_part = out["loss"] - out["loss_unbalanced"]
+    assert balanced_part.item() == pytest.approx(out["balanced_coefficient"].item() * normalized_risk.item(), rel=1e-5)
+
+
+def test_balanced_coefficient_of_official_scaling_counts_only_valid_samples():
+    criterion = LDALoss(COUNTS, gamma=1.0, window=1, balanced_factor=2.0)
+    valid = torch.tensor([True, False, True, False])
+    out = criterion(*make_inputs(), valid=valid)
+    assert out["balanced_coefficient"].item() == pytest.approx(2.0 * out["alpha"].item() * 2 / 62)

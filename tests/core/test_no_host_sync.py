@@ -4,6 +4,7 @@ On a GPU, `.item()`, `bool(tensor)`, `.tolist()`, `torch.unique` and boolean-mas
 indexing all synchronise with the host. They show up in PyTorch's dispatcher as
 the ops below, so recording the dispatched ops on the CPU finds them without a GPU.
 """
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -23,23 +24,25 @@ class RecordOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def record_training_step(targets, monkeypatch, num_classes=50):
+def record_training_step(targets, monkeypatch, num_classes=50, scaling="official", valid=None):
     # The target range check is the one host read on the CPU path; on CUDA it is an
     # asynchronous device assert instead. It is validated in test_edge_cases.
     monkeypatch.setattr(lda_core.loss, "_check_target_range", lambda targets, num_classes: None)
-    criterion = LDALoss(torch.arange(num_classes, 0, -1), window=4, weighted_inter=True)
+    criterion = LDALoss(torch.arange(num_classes, 0, -1), window=4, weighted_inter=True, scaling=scaling)
     b = targets.shape[0]
     unbalanced = torch.randn(b, num_classes, requires_grad=True)
     balanced = torch.randn(b, num_classes, requires_grad=True)
     features = torch.randn(b, 16, requires_grad=True)
     with RecordOps() as recorder:
-        out = criterion(unbalanced, balanced, targets, features)
+        out = criterion(unbalanced, balanced, targets, features, valid=valid)
         out["loss"].backward()
     return recorder.ops
 
 
-def test_training_step_dispatches_no_syncing_op(monkeypatch):
-    ops = record_training_step(torch.tensor([0, 0, 3, 7, 7, 7, 12, 49]), monkeypatch)
+@pytest.mark.parametrize("scaling", ["official", "calibrated"])
+@pytest.mark.parametrize("valid", [None, torch.tensor([True, False, True, True, False, True, True, True])])
+def test_training_step_dispatches_no_syncing_op(monkeypatch, scaling, valid):
+    ops = record_training_step(torch.tensor([0, 0, 3, 7, 7, 7, 12, 49]), monkeypatch, scaling=scaling, valid=valid)
     assert not [op for op in ops if any(s in op for s in SYNCING_OPS)]
 
 
