@@ -86,8 +86,13 @@ def test_lvis_configs_follow_table_4(name):
         drops = [27 / 36, 33 / 36] if "3x" in name else [8 / 12, 11 / 12]
         assert [s / c.SOLVER.MAX_ITER for s in c.SOLVER.STEPS] == pytest.approx(drops)
         assert c.MODEL.ROI_HEADS.SCORE_THRESH_TEST == 1e-4 and c.TEST.DETECTIONS_PER_IMAGE == 300
-    # The baseline differs from LDA only by the ROI head (both carry the MODEL.LDA defaults here).
+        # Not in Table 4: clipping against rare-instance spikes (both, so that the pair stays comparable).
+        assert c.SOLVER.CLIP_GRADIENTS.ENABLED and c.SOLVER.CLIP_GRADIENTS.CLIP_TYPE == "norm"
+    # The LDA head's strength: the coefficient the synthetic demo validated, per normalised risk.
+    assert (cfg.MODEL.LDA.SCALING, cfg.MODEL.LDA.BALANCED_LOSS_WEIGHT) == ("calibrated", 0.0031)
+    # The baseline differs from LDA only by the ROI head (the MODEL.LDA keys act on the LDA head only).
     cfg.MODEL.ROI_HEADS.NAME = baseline.MODEL.ROI_HEADS.NAME
+    cfg.MODEL.LDA = baseline.MODEL.LDA
     assert cfg == baseline
     # Plain detectron2 reads the baseline configs: they use no MODEL.LDA key.
     plain = get_cfg()

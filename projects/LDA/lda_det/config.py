@@ -40,8 +40,9 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.WEIGHTED_INTER = False
     # Constant `alpha` instead of Eq. 6 when >= 0 (the paper's grid-search ablation).
     _C.MODEL.LDA.FIXED_ALPHA = -1.0
-    # "official" (w_y = 1/(C n_y), summed risk, delta acc in percent) or "normalized";
-    # see lda_core.loss.
+    # "official" (w_y = 1/(C n_y), summed risk, delta acc in percent), "normalized", or
+    # "calibrated" (BALANCED_LOSS_WEIGHT = coefficient of the normalised balanced risk,
+    # independent of batch, #GPUs and N; the LVIS configs); see lda_core.loss.
     _C.MODEL.LDA.SCALING = "official"
     # Inference score p(fg) * softmax(.)(c) with h ("balanced", the paper) or h' ("unbalanced").
     _C.MODEL.LDA.SCORE_MODE = "balanced"

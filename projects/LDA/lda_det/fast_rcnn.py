@@ -254,6 +254,8 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         scalars = {
             "fg_bg_accuracy": (classification.fg_bg_logits.argmax(1) == fg_bg_targets).sum() / num_labelled,
             "alpha": lda["alpha"], "delta_acc": lda["delta_acc"],
+            # Coefficient of the normalised balanced risk this step, alpha included (lda_core).
+            "balanced_coefficient": lda["balanced_coefficient"],
             "loss_unbalanced": lda["loss_unbalanced"], "loss_balanced": lda["loss_balanced"],
             "loss_intra": lda["loss_intra"], "loss_inter": lda["loss_inter"],
         }
