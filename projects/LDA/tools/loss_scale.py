@@ -130,6 +130,7 @@ def loss_scale(cfg, num_gpus: int, delta_accs: Sequence[float] = DELTA_ACCS) -> 
         "scaling": lda.SCALING, "balanced_loss_weight": lda.BALANCED_LOSS_WEIGHT,
         "effective_coefficient": coefficient,
         "local_batch_official_coefficient": lda.BALANCED_LOSS_WEIGHT * positives["rank"] / total,
+        "official_equivalent_factor": coefficient * total / positives["global"],
         "rows": rows,
     }
 
@@ -149,8 +150,10 @@ def format_report(result: Dict, config_file: str) -> str:
         f"rarest class: {r['rarest_calibrated_weight']:.4g}",
         f"SCALING {r['scaling']!r}, BALANCED_LOSS_WEIGHT {r['balanced_loss_weight']:.4g}",
         f"EFFECTIVE COEFFICIENT of the normalised balanced risk (alpha excluded): {r['effective_coefficient']:.6g}",
-        f"  (official scaling on each rank's batch alone, before global-batch DDP, would give "
-        f"{r['local_batch_official_coefficient']:.6g} with this BALANCED_LOSS_WEIGHT)",
+        (f"  (each rank's loss on its own batch, as before global-batch DDP, gave f x B_rank / N = "
+         f"{r['local_batch_official_coefficient']:.6g})" if r["scaling"] == "official" else
+         f"  (the same strength with SCALING official: BALANCED_LOSS_WEIGHT = c x N / B_global = "
+         f"{r['official_equivalent_factor']:.4g})"),
         "",
         "Expected terms at initialisation (CE = ln C), per global batch; each rank's loss share has the same mean,",
         "and the parameter gradients after DDP's averaging are the global batch's. Gradients: sum over the",
