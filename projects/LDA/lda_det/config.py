@@ -27,7 +27,8 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.CLASS_COUNTS = []
     # Factor on the unbalanced risk R_s(h') (Eq. 5 / 9).
     _C.MODEL.LDA.UNBALANCED_LOSS_WEIGHT = 1.0
-    # Factor on the balanced risk alpha * R_u(h) (Eq. 5 / 9); 2 in the official configs.
+    # Factor on the balanced risk alpha * R_u(h) (Eq. 5 / 9); 2 in the official configs. With SCALING
+    # "calibrated": the coefficient of the normalised risk (0.0031 in the LVIS configs, tools/loss_scale.py).
     _C.MODEL.LDA.BALANCED_LOSS_WEIGHT = 2.0
     # Scale of Eq. 9 on the positives: "sampled" multiplies it by (#positives / #sampled
     # proposals), so a positive weighs what it weighs in Fast R-CNN's cross-entropy (a mean
