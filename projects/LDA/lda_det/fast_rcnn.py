@@ -66,7 +66,9 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                  **kwargs):
         """
         Args:
-            class_counts: n_y of the C training classes (Eq. 5).
+            class_counts: n_y of the C training classes (Eq. 5), or None when unknown at build
+                time (inference without the training data): a checkpoint's counts are then loaded
+                into the ``class_counts`` buffer, and training without them raises.
             gamma, beta, margin, window, weighted_inter, fixed_alpha, scaling: see lda_core.LDALoss.
             projection_dim, projection_hidden_dim: the projection head g.
             unbalanced_loss_weight, balanced_loss_weight: LDALoss's factors of R_s(h'), alpha R_u(h).
