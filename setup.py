@@ -21,5 +21,6 @@ setup(
     + find_packages("projects/LDA", include=["lda_det", "lda_det.*"])
     + list(CONFIG_PACKAGES),
     package_dir={"lda_det": "projects/LDA/lda_det", **{name: "configs" for name in CONFIG_PACKAGES}},
-    package_data=CONFIG_PACKAGES,
+    # The LVIS v1 class counts table (lda_det/data/lvis_v1_counts.py) ships with the package.
+    package_data={**CONFIG_PACKAGES, "lda_det.data": ["*.csv"]},
 )

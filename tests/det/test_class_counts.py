@@ -68,15 +68,27 @@ def test_lvis_v1_metadata_has_1203_image_counts():
     assert len(counts) == 1203 and min(counts) >= 1
 
 
-def test_missing_lvis_names_the_file(monkeypatch):
+def test_missing_lvis_names_the_file_but_its_counts_are_shipped():
     from lda_det.data import ensure_available
+    from lda_det.data.lvis_v1_counts import lvis_v1_train_counts
     if MetadataCatalog.get("lvis_v1_train").json_file and __import__("os").path.isfile(
             MetadataCatalog.get("lvis_v1_train").json_file):
         pytest.skip("LVIS v1 is installed here")
     with pytest.raises(FileNotFoundError, match="lvis_v1_train.json"):
         ensure_available("lvis_v1_train")
-    with pytest.raises(FileNotFoundError, match="lvis_v1_train.json"):
-        class_counts_from_config(_cfg(["lvis_v1_train"], "instance_count", num_classes=1203))
+    counts = class_counts_from_config(_cfg(["lvis_v1_train"], "instance_count", num_classes=1203))
+    assert counts == lvis_v1_train_counts().instance_count.tolist()
+
+
+def test_missing_annotation_file_is_named(tmp_path):
+    from lda_det.class_counts import class_counts_for_model
+    from lda_det.data import register_lvis_format
+    name = "lda_test_missing_json"
+    if name not in DatasetCatalog.list():
+        register_lvis_format(name, str(tmp_path / "absent_train.json"), str(tmp_path), ["a", "b", "c", "d"])
+    with pytest.raises(FileNotFoundError, match="absent_train.json"):
+        class_counts_from_config(_cfg([name], "instance_count"))
+    assert class_counts_for_model(_cfg([name], "instance_count")) is None  # inference: from the checkpoint
 
 
 def test_synthetic_dataset_is_long_tailed_lvis(synthetic_root):

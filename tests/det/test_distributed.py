@@ -5,7 +5,8 @@ import socket
 import torch
 from detectron2.engine import launch
 
-from .dist_worker import train_a_few_iterations
+from .dist_worker import (HEAD_SCALINGS, POSITIVES_PER_RANK, head_batch, head_gradients, head_gradients_on_rank,
+                          train_a_few_iterations)
 
 
 def _free_port() -> int:
@@ -30,3 +31,26 @@ def test_two_process_gloo_training(synthetic_root, tmp_path):
     losses = ranks[0]["losses"]
     assert {"loss_fg_bg", "loss_lda", "loss_box_reg", "loss_mask"} <= set(losses)
     assert all(math.isfinite(v) for v in losses.values())
+
+
+def test_head_gradients_under_ddp_equal_one_process_on_the_whole_batch(tmp_path):
+    """2 gloo ranks with uneven positives (9 and 1), gradients averaged as DDP does, against one
+    process given both ranks' images: the LDA head's loss is one over the global batch."""
+    prefix = str(tmp_path / "head")
+    launch(head_gradients_on_rank, 2, dist_url=f"tcp://127.0.0.1:{_free_port()}", args=(prefix,))
+    ranks = [torch.load(f"{prefix}.rank{r}.pt") for r in range(2)]
+    batches = [head_batch(rank, 2, POSITIVES_PER_RANK[rank]) for rank in range(2)]
+    features = torch.cat([features for features, _ in batches])
+    proposals = [instances for _, image_proposals in batches for instances in image_proposals]
+    for scaling in HEAD_SCALINGS:
+        expected = head_gradients(features, proposals, scaling)
+        assert set(ranks[0][scaling]) == set(expected)
+        for name, grad in expected.items():
+            assert grad.abs().sum() > 0, name
+            for rank in ranks:
+                torch.testing.assert_close(rank[scaling][name], grad, rtol=1e-10, atol=1e-12,
+                                           msg=f"{scaling} {name}")
+    # Class counts: read by rank 0, broadcast; a failure there is raised on every rank.
+    assert ranks[0]["broadcast_counts"] == ranks[1]["broadcast_counts"] == list(range(1, 25))
+    for rank in ranks:
+        assert "rank 0 could not read the LDA class counts" in rank["error"] and "2 entries" in rank["error"]

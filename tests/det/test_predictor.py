@@ -209,9 +209,13 @@ def test_logs_alpha_and_accuracies():
     _, _, storage = run_losses(predictor, torch.randn(11, FEATURE_DIM), make_proposals(GT_CLASSES))
     logged = storage.latest()
     for key in ("lda/alpha", "lda/delta_acc", "lda/loss_unbalanced", "lda/loss_balanced", "lda/loss_intra",
-                "lda/loss_inter", "lda/fg_bg_accuracy", "lda/unbalanced_accuracy", "lda/balanced_accuracy"):
+                "lda/loss_inter", "lda/fg_bg_accuracy", "lda/unbalanced_accuracy", "lda/balanced_accuracy",
+                "lda/balanced_coefficient"):
         assert key in logged
     assert 0.0 <= logged["lda/fg_bg_accuracy"][0] <= 1.0
+    # Official scaling: factor x alpha x B / N, B = 5 positives (not the padded rows), N = 26.
+    assert logged["lda/balanced_coefficient"][0] == pytest.approx(
+        predictor.lda_loss.balanced_factor * logged["lda/alpha"][0] * 5 / sum(CLASS_COUNTS))
 
 
 def test_lda_loss_is_the_core_module():

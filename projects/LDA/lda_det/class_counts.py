@@ -1,15 +1,21 @@
 """Class counts n_y of the training set, the input of LDA's balanced weights (Eq. 5).
 
-Computed once, when the box predictor is built, from the datasets registered in
-detectron2's DatasetCatalog / MetadataCatalog (cfg.DATASETS.TRAIN).
+Computed once, when the box predictor is built: for LVIS v1 from the table shipped with
+lda_det (data/lvis_v1_counts.py), otherwise from the datasets registered in detectron2's
+DatasetCatalog / MetadataCatalog (cfg.DATASETS.TRAIN), on rank 0 only, then broadcast.
+When the training data is not on disk (inference), the model is built without them and
+takes them from the checkpoint (LDAOutputLayers keeps them in a persistent buffer).
 """
 import logging
-from typing import Iterable, List, Sequence
+import os
+from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
+import torch.distributed as dist
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils import comm
 
-from .data import ensure_available
+from .data import SYNTHETIC_DATASETS, ensure_available, lvis_v1_counts
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,55 @@ def _metadata_image_counts(dataset_name: str, num_classes: int):
     return np.asarray([entry["image_count"] for entry in entries], dtype=np.int64)
 
 
+def _shipped_counts(dataset_name: str, source: str, num_classes: int) -> Optional[np.ndarray]:
+    """LVIS v1's counts from the table shipped with lda_det, without its 1 GB json."""
+    if dataset_name != lvis_v1_counts.DATASET_NAME or num_classes != 1203:
+        return None
+    table = lvis_v1_counts.lvis_v1_train_counts()
+    return (table.instance_count if source == "instance_count" else table.image_count).copy()
+
+
+def _on_disk(dataset_name: str) -> bool:
+    """Whether counting ``dataset_name`` would find its files (generating nothing)."""
+    meta = MetadataCatalog.get(dataset_name)
+    json_file = getattr(meta, "json_file", None)
+    if dataset_name in SYNTHETIC_DATASETS:  # generated on first use: only a finished one counts
+        return os.path.isfile(os.path.join(os.path.dirname(json_file), "COMPLETE"))
+    return not json_file or os.path.isfile(json_file)
+
+
+def class_counts_for_model(cfg) -> Optional[List[int]]:
+    """n_y for the LDA head being built, or None when the training data is not at hand.
+
+    Shipped (LVIS v1) and config counts always; otherwise DATASETS.TRAIN's counts if its files
+    are on disk. Under torch.distributed rank 0 reads them and broadcasts them (the other
+    ranks read nothing), and a failure on rank 0 is raised on every rank instead of a hang.
+    """
+    def read():
+        lda = cfg.MODEL.LDA
+        if lda.CLASS_COUNT_SOURCE != "config" and cfg.DATASETS.TRAIN and not all(
+                _shipped_counts(n, lda.CLASS_COUNT_SOURCE, cfg.MODEL.ROI_HEADS.NUM_CLASSES) is not None
+                or _on_disk(n) for n in cfg.DATASETS.TRAIN if n in DatasetCatalog.list()):
+            logger.info(f"LDA class counts: files of DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} are not on disk; "
+                        f"the model takes n_y from its checkpoint (enough for inference, required for training)")
+            return None
+        return class_counts_from_config(cfg)
+
+    if comm.get_world_size() == 1:
+        return read()
+    message = [None]
+    if comm.is_main_process():
+        try:
+            message = [("counts", read())]
+        except Exception as error:  # sent to the other ranks, raised everywhere below
+            message = [("error", f"{type(error).__name__}: {error}")]
+    dist.broadcast_object_list(message, src=0)
+    kind, value = message[0]
+    if kind == "error":
+        raise RuntimeError(f"rank 0 could not read the LDA class counts: {value}")
+    return value
+
+
 def class_counts_from_config(cfg) -> List[int]:
     """n_y for every class, from the source named by MODEL.LDA.CLASS_COUNT_SOURCE."""
     source = cfg.MODEL.LDA.CLASS_COUNT_SOURCE
@@ -69,7 +124,9 @@ def sum_over_datasets(dataset_names: Sequence[str], source: str, num_classes: in
         raise ValueError(f"MODEL.LDA.CLASS_COUNT_SOURCE={source!r} needs DATASETS.TRAIN to be set")
     total = np.zeros(num_classes, dtype=np.int64)
     for name in dataset_names:
-        counts = _metadata_image_counts(name, num_classes) if source == "image_count" else None
+        counts = _shipped_counts(name, source, num_classes)
+        if counts is None and source == "image_count":
+            counts = _metadata_image_counts(name, num_classes)
         if counts is None:
             ensure_available(name)
             dicts = DatasetCatalog.get(name)

@@ -16,8 +16,9 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.WINDOW = 100
     # Output dimension of the projection head `g` whose features enter Eq. 7 / 8.
     _C.MODEL.LDA.PROJECTION_DIM = 128
-    # Hidden width of `g` (Linear-ReLU-Linear as in the official code); 0 makes `g` one Linear.
-    _C.MODEL.LDA.PROJECTION_HIDDEN_DIM = 1024
+    # Hidden width of `g`; 0 (default) makes `g` one Linear, as the official code and lda_cls do;
+    # > 0 makes it Linear-ReLU-Linear (our variant, used by the CPU demo configs).
+    _C.MODEL.LDA.PROJECTION_HIDDEN_DIM = 0
     # Source of the class counts `n_y` behind the balanced weights w_y ~ 1/n_y (Eq. 5):
     # "instance_count" (annotations per class in DATASETS.TRAIN), "image_count" (LVIS
     # images per class) or "config" (MODEL.LDA.CLASS_COUNTS).
@@ -26,7 +27,8 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.CLASS_COUNTS = []
     # Factor on the unbalanced risk R_s(h') (Eq. 5 / 9).
     _C.MODEL.LDA.UNBALANCED_LOSS_WEIGHT = 1.0
-    # Factor on the balanced risk alpha * R_u(h) (Eq. 5 / 9); 2 in the official configs.
+    # Factor on the balanced risk alpha * R_u(h) (Eq. 5 / 9); 2 in the official configs. With SCALING
+    # "calibrated": the coefficient of the normalised risk (0.0031 in the LVIS configs, tools/loss_scale.py).
     _C.MODEL.LDA.BALANCED_LOSS_WEIGHT = 2.0
     # Scale of Eq. 9 on the positives: "sampled" multiplies it by (#positives / #sampled
     # proposals), so a positive weighs what it weighs in Fast R-CNN's cross-entropy (a mean
@@ -39,8 +41,9 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.WEIGHTED_INTER = False
     # Constant `alpha` instead of Eq. 6 when >= 0 (the paper's grid-search ablation).
     _C.MODEL.LDA.FIXED_ALPHA = -1.0
-    # "official" (w_y = 1/(C n_y), summed risk, delta acc in percent) or "normalized";
-    # see lda_core.loss.
+    # "official" (w_y = 1/(C n_y), summed risk, delta acc in percent), "normalized", or
+    # "calibrated" (BALANCED_LOSS_WEIGHT = coefficient of the normalised balanced risk,
+    # independent of batch, #GPUs and N; the LVIS configs); see lda_core.loss.
     _C.MODEL.LDA.SCALING = "official"
     # Inference score p(fg) * softmax(.)(c) with h ("balanced", the paper) or h' ("unbalanced").
     _C.MODEL.LDA.SCORE_MODE = "balanced"

@@ -17,6 +17,7 @@ import math
 from typing import Dict, List, NamedTuple, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -29,7 +30,7 @@ from detectron2.utils.events import get_event_storage
 
 from lda_core import LDALoss
 
-from .class_counts import class_counts_from_config
+from .class_counts import class_counts_for_model
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +58,17 @@ class LDAOutputLayers(FastRCNNOutputLayers):
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, class_counts, gamma: float = 1.5, beta: float = 0.1,
                  margin: float = 1.0, window: int = 100, projection_dim: int = 128,
-                 projection_hidden_dim: int = 1024, unbalanced_loss_weight: float = 1.0,
+                 projection_hidden_dim: int = 0, unbalanced_loss_weight: float = 1.0,
                  balanced_loss_weight: float = 2.0, fg_bg_loss_weight: float = 1.0,
                  weighted_inter: bool = False, fixed_alpha: Optional[float] = None,
                  scaling: str = "official", loss_normalization: str = "sampled",
-                 score_mode: str = "balanced", log_period: int = 20, **kwargs):
+                 score_mode: str = "balanced", log_period: int = 20, batch_size_per_image: int = 512,
+                 **kwargs):
         """
         Args:
-            class_counts: n_y of the C training classes (Eq. 5).
+            class_counts: n_y of the C training classes (Eq. 5), or None when unknown at build
+                time (inference without the training data): a checkpoint's counts are then loaded
+                into the ``class_counts`` buffer, and training without them raises.
             gamma, beta, margin, window, weighted_inter, fixed_alpha, scaling: see lda_core.LDALoss.
             projection_dim, projection_hidden_dim: the projection head g.
             unbalanced_loss_weight, balanced_loss_weight: LDALoss's factors of R_s(h'), alpha R_u(h).
@@ -73,6 +77,8 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                 proposals (Fast R-CNN's weight of a positive); "positives" does not.
             score_mode: "balanced" scores with h, "unbalanced" with h'.
             log_period: iterations between the logs of alpha, delta acc and the loss terms.
+            batch_size_per_image: proposals sampled per image (MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE);
+                LDALoss gets this many rows per image, so that every DDP rank passes the same B.
             kwargs: FastRCNNOutputLayers' arguments.
         """
         super().__init__(input_shape, **kwargs)
@@ -84,7 +90,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         if loss_normalization not in LOSS_NORMALIZATIONS:
             raise ValueError(f"MODEL.LDA.LOSS_NORMALIZATION must be one of {LOSS_NORMALIZATIONS}, "
                              f"got {loss_normalization!r}")
-        if len(class_counts) != self.num_classes:
+        if class_counts is not None and len(class_counts) != self.num_classes:
             raise ValueError(f"{len(class_counts)} class counts for {self.num_classes} classes")
         input_size = self.bbox_pred.in_features
         # The (C+1)-way classifier is replaced by the three heads below.
@@ -100,20 +106,27 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                                             nn.Linear(projection_hidden_dim, projection_dim))
         else:
             self.projection = nn.Linear(input_size, projection_dim)
-        self.lda_loss = LDALoss(class_counts, gamma=gamma, beta=beta, margin=margin, window=window,
-                                unbalanced_factor=unbalanced_loss_weight, balanced_factor=balanced_loss_weight,
-                                weighted_inter=weighted_inter, fixed_alpha=fixed_alpha, scaling=scaling)
+        # n_y travel in the checkpoint (persistent buffer), so that inference needs no training
+        # data; all zeros = not known yet (a model built for inference without DATASETS.TRAIN).
+        self.register_buffer("class_counts", torch.as_tensor(
+            [0] * self.num_classes if class_counts is None else class_counts, dtype=torch.int64))
+        self._lda_loss_kwargs = dict(gamma=gamma, beta=beta, margin=margin, window=window,
+                                     unbalanced_factor=unbalanced_loss_weight, balanced_factor=balanced_loss_weight,
+                                     weighted_inter=weighted_inter, fixed_alpha=fixed_alpha, scaling=scaling)
+        self.lda_loss = LDALoss(self.class_counts, **self._lda_loss_kwargs)
+        self.class_counts_known = class_counts is not None
         self.fg_bg_loss_weight = fg_bg_loss_weight
         self.loss_normalization = loss_normalization
         self.score_mode = score_mode
         self.log_period = log_period
+        self.batch_size_per_image = batch_size_per_image
 
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
         lda = cfg.MODEL.LDA
         ret.update({
-            "class_counts": class_counts_from_config(cfg),
+            "class_counts": class_counts_for_model(cfg),
             "gamma": lda.GAMMA,
             "beta": lda.BETA,
             "margin": lda.MARGIN,
@@ -129,6 +142,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
             "loss_normalization": lda.LOSS_NORMALIZATION,
             "score_mode": lda.SCORE_MODE,
             "log_period": lda.LOG_PERIOD,
+            "batch_size_per_image": cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE,
         })
         return ret
 
@@ -160,20 +174,22 @@ class LDAOutputLayers(FastRCNNOutputLayers):
             gt_classes = torch.empty(0, dtype=torch.long, device=proposal_deltas.device)
             proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
 
+        if not self.class_counts_known:
+            raise RuntimeError("LDAOutputLayers has no class counts n_y to train with: the files of "
+                               "DATASETS.TRAIN were not on disk when the model was built and no checkpoint "
+                               "carrying them was loaded (see lda_det.class_counts)")
         is_foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
-        # The positives' indices: the one nonzero (host sync) of Fast R-CNN's box loss,
-        # computed once here and shared by LDALoss and the box regression.
+        # The positives' indices: the one nonzero (host sync) of Fast R-CNN's box loss; the LDA
+        # part below uses the mask instead.
         fg_inds = nonzero_tuple(is_foreground)[0]
 
         # Ignored proposals (label -1) get cross-entropy's ignore index.
         fg_bg_targets = torch.where(gt_classes >= 0, (~is_foreground).long(), torch.full_like(gt_classes, -100))
         loss_fg_bg = cross_entropy(classification.fg_bg_logits, fg_bg_targets, reduction="mean")
-        lda = self.lda_loss(classification.unbalanced_logits[fg_inds], classification.balanced_logits[fg_inds],
-                            gt_classes[fg_inds], classification.projection[fg_inds])
+        lda = self.lda_loss(*self._lda_inputs(classification, gt_classes, is_foreground, len(proposals)))
         loss_lda = lda["loss"]
         if self.loss_normalization == "sampled":
-            # Both sizes are known on the host already: no synchronisation.
-            loss_lda = loss_lda * (fg_inds.numel() / max(gt_classes.numel(), 1))
+            loss_lda = loss_lda * self._positive_fraction(is_foreground)
         loss_box_reg = self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes, fg_inds)
         self._log(classification, gt_classes, fg_bg_targets, fg_inds, lda)
         return {
@@ -181,6 +197,38 @@ class LDAOutputLayers(FastRCNNOutputLayers):
             "loss_lda": loss_lda,
             "loss_box_reg": self.loss_weight.get("loss_box_reg", 1.0) * loss_box_reg,
         }
+
+    def _lda_inputs(self, classification, gt_classes, is_foreground, num_images: int):
+        """LDALoss's arguments: ALL sampled proposals, ``valid`` = foreground, padded with invalid
+        rows to batch_size_per_image x images. Under DDP the loss is one over the global batch
+        (lda_core), which needs the same B on every rank while the positives differ per rank."""
+        rows = self.batch_size_per_image * num_images
+        padding = rows - gt_classes.numel()
+        if padding < 0:
+            raise ValueError(f"{gt_classes.numel()} proposals for {num_images} images exceed "
+                             f"MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE={self.batch_size_per_image} per image")
+
+        def pad(tensor, value=0):
+            if padding == 0:
+                return tensor
+            return F.pad(tensor, (0, 0, 0, padding) if tensor.dim() == 2 else (0, padding), value=value)
+        targets = torch.where(is_foreground, gt_classes, torch.zeros_like(gt_classes))
+        return (pad(classification.unbalanced_logits), pad(classification.balanced_logits), pad(targets),
+                pad(classification.projection), pad(is_foreground, False))
+
+    def _positive_fraction(self, is_foreground) -> torch.Tensor:
+        """#positives / #sampled proposals of the global batch (all ranks), without a host sync.
+
+        Eq. 9 times this gives a positive the weight it has in Fast R-CNN's cross-entropy (a mean
+        over the sampled proposals): with "calibrated" scaling, R_s(h') x #pos / #sampled is
+        exactly Fast R-CNN's mean CE over the global batch, and the balanced term keeps its
+        coefficient relative to R_s(h') (see projects/LDA/README.md, "Loss scale").
+        """
+        counts = torch.stack([is_foreground.sum(), torch.tensor(is_foreground.numel(), device=is_foreground.device)])
+        counts = counts.to(torch.float64)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(counts)
+        return (counts[0] / counts[1].clamp(min=1)).to(torch.float32)
 
     def box_reg_loss(self, proposal_boxes, gt_boxes, pred_deltas, gt_classes, fg_inds=None):
         """FastRCNNOutputLayers.box_reg_loss, taking the positives' indices when known."""
@@ -208,6 +256,8 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         scalars = {
             "fg_bg_accuracy": (classification.fg_bg_logits.argmax(1) == fg_bg_targets).sum() / num_labelled,
             "alpha": lda["alpha"], "delta_acc": lda["delta_acc"],
+            # Coefficient of the normalised balanced risk this step, alpha included (lda_core).
+            "balanced_coefficient": lda["balanced_coefficient"],
             "loss_unbalanced": lda["loss_unbalanced"], "loss_balanced": lda["loss_balanced"],
             "loss_intra": lda["loss_intra"], "loss_inter": lda["loss_inter"],
         }
@@ -232,8 +282,37 @@ class LDAOutputLayers(FastRCNNOutputLayers):
                               unexpected_keys, error_msgs):
         if prefix + "cls_score.weight" in state_dict and prefix + "fg_bg_score.weight" not in state_dict:
             _convert_cls_score(state_dict, prefix, self.num_classes)
+        counts_key = prefix + "class_counts"
+        saved_counts = state_dict.get(counts_key)
+        if saved_counts is not None and saved_counts.shape == self.class_counts.shape:
+            self._take_checkpoint_counts(torch.as_tensor(saved_counts, dtype=torch.int64).cpu(), counts_key)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+        if saved_counts is None and counts_key in missing_keys:
+            # A checkpoint from before the counts were saved, or a plain Mask R-CNN: keep ours.
+            missing_keys.remove(counts_key)
+            logger.info(f"{counts_key} not in the checkpoint: n_y stay those of the config "
+                        f"({'known' if self.class_counts_known else 'unknown: inference only'})")
+
+    def _take_checkpoint_counts(self, saved_counts: torch.Tensor, key: str) -> None:
+        """A checkpoint's n_y win over the recomputed ones: LDALoss is rebuilt on them.
+
+        Called while loading, before the children: the rebuilt LDALoss then loads its
+        accuracy window from the same state dict.
+        """
+        if not saved_counts.any():
+            return  # saved by a model that did not know its counts either
+        if torch.equal(saved_counts, self.class_counts.cpu()):
+            self.class_counts_known = True
+            return
+        if self.class_counts_known:
+            logger.warning(f"{key}: the checkpoint's class counts differ from those of the config "
+                           f"(total {int(saved_counts.sum())} vs {int(self.class_counts.sum())}); "
+                           f"using the checkpoint's")
+        device = self.class_counts.device
+        self.class_counts = saved_counts.to(device)
+        self.lda_loss = LDALoss(saved_counts, **self._lda_loss_kwargs).to(device)
+        self.class_counts_known = True
 
 
 def _convert_cls_score(state_dict, prefix: str, num_classes: int) -> None:

@@ -3,7 +3,8 @@
 No trained LDA weights are published: ``get(name)`` builds the model with
 MODEL.WEIGHTS of the config (ImageNet-pretrained backbones), or with ``weights``
 (a path or URL of your own checkpoint, or of a plain Mask R-CNN LVIS checkpoint
-whose classifier the LDA head converts on load).
+whose classifier the LDA head converts on load). Building needs no training data: LVIS v1's
+class counts ship with lda_det, and an LDA checkpoint carries its own (lda_det.class_counts).
 """
 import logging
 import os

@@ -8,9 +8,11 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.lvis import load_lvis_json
 
-from . import synthetic_lt
+from . import synthetic_lt, synthetic_lvis_profile
 
 SYNTHETIC_LT_SPLITS = {"synthetic_lt_train": "train", "synthetic_lt_val": "val"}
+# Generated datasets: name -> the function that generates it if needed (ensure_available).
+SYNTHETIC_DATASETS = {}
 
 
 def register_lvis_format(name: str, json_file: str, image_root: str, thing_classes, before_load=None) -> None:
@@ -40,6 +42,16 @@ def register_synthetic_lt(root: str = None) -> None:
         # detectron2's LVIS loader appends the split folder to image_root as a string.
         register_lvis_format(name, synthetic_lt.json_path(root, split), root + os.sep, synthetic_lt.CATEGORY_NAMES,
                              before_load=lambda: synthetic_lt.ensure_generated(root))
+        SYNTHETIC_DATASETS[name] = lambda: synthetic_lt.ensure_generated(root)
+
+
+def register_synthetic_lvis_profile(root: str = None) -> None:
+    """Register "synthetic_lvis_profile_train" / "_val": synthetic_lt's images, LVIS v1's class profile."""
+    root = root or synthetic_lvis_profile.default_root()
+    for name, split in synthetic_lvis_profile.SPLITS.items():
+        register_lvis_format(name, synthetic_lt.json_path(root, split), root + os.sep, synthetic_lt.CATEGORY_NAMES,
+                             before_load=lambda: synthetic_lvis_profile.ensure_generated(root))
+        SYNTHETIC_DATASETS[name] = lambda: synthetic_lvis_profile.ensure_generated(root)
 
 
 def ensure_available(dataset_name: str) -> None:
@@ -50,8 +62,8 @@ def ensure_available(dataset_name: str) -> None:
     if dataset_name not in DatasetCatalog.list():
         raise KeyError(f"Dataset {dataset_name!r} is not registered; registered LVIS-format ones: "
                        f"{sorted(n for n in DatasetCatalog.list() if 'lvis' in n or 'synthetic' in n)}")
-    if dataset_name in SYNTHETIC_LT_SPLITS:
-        synthetic_lt.ensure_generated(os.path.dirname(MetadataCatalog.get(dataset_name).json_file))
+    if dataset_name in SYNTHETIC_DATASETS:
+        SYNTHETIC_DATASETS[dataset_name]()
         return
     meta = MetadataCatalog.get(dataset_name)
     hint = (f"dataset {dataset_name!r}: detectron2 looks for its files under $DETECTRON2_DATASETS "

@@ -64,8 +64,11 @@ def json_path(root: str, split: str) -> str:
     return os.path.join(root, f"synthetic_lt_{split}.json")
 
 
-def ensure_generated(root: str) -> str:
-    """Generate the dataset into ``root`` unless it is there; return ``root``."""
+def ensure_generated(root: str, generator=None) -> str:
+    """Generate the dataset into ``root`` unless it is there; return ``root``.
+
+    ``generator(staging_dir)`` writes the files (default: ``generate``, this module's profile).
+    """
     if os.path.isfile(os.path.join(root, "COMPLETE")):
         return root
     parent = os.path.dirname(os.path.abspath(root))
@@ -73,7 +76,7 @@ def ensure_generated(root: str) -> str:
     staging = tempfile.mkdtemp(prefix=".synthetic_lt-", dir=parent)
     try:
         logger.info(f"Generating the synthetic long-tailed dataset into {root} ...")
-        generate(staging)
+        (generator or generate)(staging)
         with open(os.path.join(staging, "COMPLETE"), "w") as f:
             f.write(VERSION + "\n")
         try:
@@ -86,12 +89,20 @@ def ensure_generated(root: str) -> str:
     return root
 
 
-def generate(root: str) -> None:
-    """Write <root>/{train,val}/*.png and the two LVIS json files."""
-    train_counts = np.asarray(TRAIN_IMAGE_COUNTS)
-    val_counts = np.full(len(CATEGORY_NAMES), VAL_IMAGES_PER_CATEGORY)
-    train = _generate_split(root, "train", train_counts)
-    val = _generate_split(root, "val", val_counts)
+def generate(root: str, train_image_counts=TRAIN_IMAGE_COUNTS, val_images_per_category: int = VAL_IMAGES_PER_CATEGORY,
+             second_instance_probabilities=None) -> None:
+    """Write <root>/{train,val}/*.png and the two LVIS json files.
+
+    Other class-frequency profiles (synthetic_lvis_profile.py) pass their own training image
+    counts and, per category, the probabilities of a 2nd, 3rd, ... instance in an image
+    (shape (C, k); default 0.2 for a second instance).
+    """
+    train_counts = np.asarray(train_image_counts)
+    val_counts = np.full(len(CATEGORY_NAMES), val_images_per_category)
+    extra = (np.full((len(CATEGORY_NAMES), 1), 0.2) if second_instance_probabilities is None
+             else np.asarray(second_instance_probabilities, dtype=np.float64).reshape(len(CATEGORY_NAMES), -1))
+    train = _generate_split(root, "train", train_counts, extra)
+    val = _generate_split(root, "val", val_counts, extra)
     instance_counts = np.bincount([a["category_id"] - 1 for a in train["annotations"]],
                                   minlength=len(CATEGORY_NAMES))
     categories = [{
@@ -106,7 +117,7 @@ def generate(root: str) -> None:
             json.dump(data, f)
 
 
-def _generate_split(root: str, split: str, image_counts: np.ndarray) -> Dict:
+def _generate_split(root: str, split: str, image_counts: np.ndarray, extra_instance_probabilities: np.ndarray) -> Dict:
     rng = np.random.RandomState(20210 + SPLITS[split])
     os.makedirs(os.path.join(root, split), exist_ok=True)
     num_classes = len(CATEGORY_NAMES)
@@ -119,7 +130,8 @@ def _generate_split(root: str, split: str, image_counts: np.ndarray) -> Dict:
         chosen = rng.choice(available, size=k, replace=False, p=remaining[available] / remaining[available].sum())
         remaining[chosen] -= 1
         image_id = len(images) + 1
-        duplicates = [c for c in chosen if rng.rand() < 0.2]
+        duplicates = [c for c in chosen for _ in range(int((rng.rand(extra_instance_probabilities.shape[1])
+                                                             < extra_instance_probabilities[c]).sum()))]
         image, polygons = _draw_image(rng, list(chosen), duplicates)
         file_name = f"{image_id:06d}.png"
         image.save(os.path.join(root, split, file_name))
