@@ -170,6 +170,7 @@ def test_wheel_carries_every_config(wheel):
              and not any(name.startswith(home + "/") for home in CONFIG_HOMES.values())]
     assert not stray, stray
     assert any(name.startswith("lda_det/model_zoo.py") for name in names)
+    assert "lda_det/data/lvis_v1_train_category_counts.csv" in names  # inference needs no LVIS json
 
 
 def _report(commands, name):

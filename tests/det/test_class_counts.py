@@ -125,3 +125,20 @@ def test_generation_is_deterministic(synthetic_root, tmp_path):
     first = np.asarray(__import__("PIL.Image").Image.open(tmp_path / "train" / "000001.png"))
     cached = np.asarray(__import__("PIL.Image").Image.open(f"{synthetic_root}/train/000001.png"))
     assert np.array_equal(first, cached)
+
+
+def test_counts_under_the_repeat_factor_sampler(registered_tiny_dataset):
+    """n_y as RepeatFactorTrainingSampler draws the instances: each image's annotations r(image) times."""
+    cfg = _cfg([registered_tiny_dataset], "instance_count")
+    cfg.DATALOADER.SAMPLER_TRAIN = "RepeatFactorTrainingSampler"
+    cfg.DATALOADER.REPEAT_THRESHOLD = 1.0
+    cfg.MODEL.LDA.COUNTS_UNDER_SAMPLER = True
+    # 4 images; class 0 in 2 of them (f = 1/2), class 2 in 2 (f = 1/2): r(c) = max(1, sqrt(1 / (1/2))) = sqrt(2)
+    # for both, and images 0, 1, 3 hold one of them (r = sqrt 2), image 2 none (r = 1).
+    # Class 0: 3 annotations x sqrt 2 = 4.24 -> 4; class 2: 4 x sqrt 2 = 5.66 -> 6; absent classes stay 0.
+    assert class_counts_from_config(cfg) == [4, 0, 6, 0]
+    cfg.MODEL.LDA.COUNTS_UNDER_SAMPLER = False
+    assert class_counts_from_config(cfg) == [3, 0, 4, 0]
+    cfg.MODEL.LDA.COUNTS_UNDER_SAMPLER = True
+    cfg.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"  # no repeats: the plain counts
+    assert class_counts_from_config(cfg) == [3, 0, 4, 0]

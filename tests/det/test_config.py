@@ -13,7 +13,7 @@ from .conftest import tiny_cfg
 
 EXPECTED_DEFAULTS = {
     "GAMMA": 1.5, "BETA": 0.1, "MARGIN": 1.0, "WINDOW": 100, "PROJECTION_DIM": 128,
-    "PROJECTION_HIDDEN_DIM": 0, "CLASS_COUNT_SOURCE": "instance_count", "CLASS_COUNTS": [],
+    "PROJECTION_HIDDEN_DIM": 0, "CLASS_COUNT_SOURCE": "instance_count", "COUNTS_UNDER_SAMPLER": False, "CLASS_COUNTS": [],
     "UNBALANCED_LOSS_WEIGHT": 1.0, "BALANCED_LOSS_WEIGHT": 2.0, "FG_BG_LOSS_WEIGHT": 1.0,
     "WEIGHTED_INTER": False, "FIXED_ALPHA": -1.0, "SCALING": "official", "LOSS_NORMALIZATION": "sampled",
     "SCORE_MODE": "balanced",

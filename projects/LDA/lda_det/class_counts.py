@@ -8,7 +8,7 @@ takes them from the checkpoint (LDAOutputLayers keeps them in a persistent buffe
 """
 import logging
 import os
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch.distributed as dist
@@ -116,7 +116,58 @@ def class_counts_from_config(cfg) -> List[int]:
             raise ValueError(f"MODEL.LDA.CLASS_COUNTS has {counts.size} entries, "
                              f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}")
         return counts.tolist()
+    if source == "instance_count" and cfg.MODEL.LDA.COUNTS_UNDER_SAMPLER:
+        drawn, note = sampled_instance_counts(cfg, num_classes)
+        if drawn is not None:
+            present = sum_over_datasets(cfg.DATASETS.TRAIN, source, num_classes) > 0
+            # Expected instances per epoch, rounded: >= 1 for every class that has an instance (r >= 1).
+            counts = np.where(present, np.maximum(np.rint(drawn), 1), 0).astype(np.int64)
+            logger.info(f"LDA class counts under the training sampler ({note}): min {counts[present].min()}, "
+                        f"max {counts.max()}")
+            return counts.tolist()
     return sum_over_datasets(cfg.DATASETS.TRAIN, source, num_classes).tolist()
+
+
+def sampled_instance_counts(cfg, num_classes: int) -> Tuple[Optional[np.ndarray], str]:
+    """(expected instances of each class drawn per epoch by the training sampler, how they were computed).
+
+    With RepeatFactorTrainingSampler an image is drawn r(image) times per epoch (detectron2's repeat
+    factors, from image counts), so each of its annotations counts r(image) times; without it, the
+    plain instance counts. For the shipped LVIS v1 table (no per-image data) each class's own repeat
+    factor r(c) stands in for r(image) >= r(c): a lower bound. None for MODEL.LDA.CLASS_COUNTS.
+    """
+    from detectron2.data.samplers import RepeatFactorTrainingSampler
+
+    rfs = cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler"
+    threshold = cfg.DATALOADER.REPEAT_THRESHOLD
+    if tuple(cfg.DATASETS.TRAIN) == (lvis_v1_counts.DATASET_NAME,) and num_classes == 1203:
+        table = lvis_v1_counts.lvis_v1_train_counts()
+        counts = table.instance_count.astype(np.float64)
+        note = "LVIS v1 table shipped with lda_det"
+        if rfs:
+            frequency = table.image_count / lvis_v1_counts.NUM_TRAIN_IMAGES
+            repeat = np.maximum(1.0, np.sqrt(threshold / frequency) if cfg.DATALOADER.REPEAT_SQRT
+                                else threshold / frequency)
+            counts = counts * repeat
+            note += (f", repeat factors r(c) = max(1, sqrt({threshold} / f_c)) of each class "
+                     f"(a lower bound of r(image))")
+        return counts, note
+    if cfg.MODEL.LDA.CLASS_COUNT_SOURCE == "config" or not cfg.DATASETS.TRAIN:
+        return None, "MODEL.LDA.CLASS_COUNTS: no images, sampled instances taken proportional to n_y"
+    counts = np.zeros(num_classes)
+    for name in cfg.DATASETS.TRAIN:
+        ensure_available(name)
+        dicts = DatasetCatalog.get(name)
+        if rfs:
+            repeat = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+                dicts, threshold, sqrt=cfg.DATALOADER.REPEAT_SQRT).numpy()
+        else:
+            repeat = np.ones(len(dicts))
+        for record, factor in zip(dicts, repeat):
+            counts += factor * instance_counts([record], num_classes)
+    note = f"instances of {list(cfg.DATASETS.TRAIN)}" + (
+        f", each weighted by its image's repeat factor (threshold {threshold}, exact)" if rfs else "")
+    return counts, note
 
 
 def sum_over_datasets(dataset_names: Sequence[str], source: str, num_classes: int) -> np.ndarray:

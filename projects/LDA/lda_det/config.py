@@ -23,6 +23,11 @@ def add_lda_config(cfg):
     # "instance_count" (annotations per class in DATASETS.TRAIN), "image_count" (LVIS
     # images per class) or "config" (MODEL.LDA.CLASS_COUNTS).
     _C.MODEL.LDA.CLASS_COUNT_SOURCE = "instance_count"
+    # With "instance_count": count n_y as the training sampler draws the instances (each image's
+    # annotations r(image) times under RepeatFactorTrainingSampler; expected per epoch, rounded), so
+    # that w_y ~ p_u(y) / p_s(y) uses the distribution p_s the batches come from (Eq. 5) and the
+    # calibrated weights N / (C n_y) have mean 1 under it. False counts each annotation once.
+    _C.MODEL.LDA.COUNTS_UNDER_SAMPLER = False
     # Explicit `n_y`, one per class, used when CLASS_COUNT_SOURCE is "config".
     _C.MODEL.LDA.CLASS_COUNTS = []
     # Factor on the unbalanced risk R_s(h') (Eq. 5 / 9).

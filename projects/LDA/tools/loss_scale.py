@@ -43,41 +43,10 @@ def _setup_cfg(config_file: str, opts: Sequence[str]):
 
 def sampled_class_distribution(cfg, num_classes: int):
     """(p, note): the expected class distribution of sampled instances under the config's sampler."""
-    from detectron2.data import DatasetCatalog
-    from detectron2.data.samplers import RepeatFactorTrainingSampler
-    from lda_det.class_counts import instance_counts
-    from lda_det.data import ensure_available, lvis_v1_counts
+    from lda_det.class_counts import sampled_instance_counts
 
-    rfs = cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler"
-    threshold = cfg.DATALOADER.REPEAT_THRESHOLD
-    if tuple(cfg.DATASETS.TRAIN) == (lvis_v1_counts.DATASET_NAME,) and num_classes == 1203:
-        table = lvis_v1_counts.lvis_v1_train_counts()
-        weights = table.instance_count.astype(np.float64)
-        note = "LVIS v1 table shipped with lda_det"
-        if rfs:
-            frequency = table.image_count / lvis_v1_counts.NUM_TRAIN_IMAGES
-            repeat = np.maximum(1.0, np.sqrt(threshold / frequency) if cfg.DATALOADER.REPEAT_SQRT
-                                else threshold / frequency)
-            weights = weights * repeat
-            note += (f", repeat factors r(c) = max(1, sqrt({threshold} / f_c)) of each class "
-                     f"(a lower bound of r(image))")
-        return weights / weights.sum(), note
-    if cfg.MODEL.LDA.CLASS_COUNT_SOURCE == "config" or not cfg.DATASETS.TRAIN:
-        return None, "MODEL.LDA.CLASS_COUNTS: no images, sampled instances taken proportional to n_y"
-    weights = np.zeros(num_classes)
-    for name in cfg.DATASETS.TRAIN:
-        ensure_available(name)
-        dicts = DatasetCatalog.get(name)
-        if rfs:
-            repeat = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
-                dicts, threshold, sqrt=cfg.DATALOADER.REPEAT_SQRT).numpy()
-        else:
-            repeat = np.ones(len(dicts))
-        for record, factor in zip(dicts, repeat):
-            weights += factor * instance_counts([record], num_classes)
-    note = f"instances of {list(cfg.DATASETS.TRAIN)}" + (
-        f", each weighted by its image's repeat factor (threshold {threshold}, exact)" if rfs else "")
-    return weights / weights.sum(), note
+    counts, note = sampled_instance_counts(cfg, num_classes)
+    return (None if counts is None else counts / counts.sum()), note
 
 
 def loss_scale(cfg, num_gpus: int, delta_accs: Sequence[float] = DELTA_ACCS) -> Dict:
