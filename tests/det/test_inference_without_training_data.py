@@ -4,6 +4,7 @@ import logging
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -36,6 +37,12 @@ def test_lvis_config_builds_from_the_shipped_counts(monkeypatch, tmp_path):
     cfg = model_zoo.get_config("LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml")
     cfg.MODEL.DEVICE = "cpu"
     table = lvis_v1_train_counts()
+    # The LVIS configs count instances as repeat-factor sampling (threshold 1e-3) draws them; without
+    # per-image data each class's own factor r(c) = max(1, sqrt(1e-3 / f_c)) stands in for its images'.
+    repeat = np.maximum(1.0, np.sqrt(1e-3 / (table.image_count / 100170)))
+    drawn = np.maximum(np.rint(table.instance_count * repeat), 1).astype(np.int64).tolist()
+    assert class_counts_for_model(cfg) == drawn
+    cfg.MODEL.LDA.COUNTS_UNDER_SAMPLER = False
     assert class_counts_for_model(cfg) == table.instance_count.tolist()
     cfg.MODEL.LDA.CLASS_COUNT_SOURCE = "image_count"
     assert class_counts_from_config(cfg) == table.image_count.tolist()

@@ -4,6 +4,7 @@ import math
 import os
 
 import pytest
+from lda_det.class_counts import class_counts_from_config
 from detectron2.data import DatasetCatalog
 
 from lda_det import model_zoo
@@ -21,20 +22,28 @@ def tool():
 
 def test_lvis_coefficient_does_not_depend_on_the_number_of_gpus(tool, capsys):
     config = model_zoo.get_config_file("LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml")
+    # n_y as repeat-factor sampling draws LVIS's instances (MODEL.LDA.COUNTS_UNDER_SAMPLER).
+    counts = class_counts_from_config(model_zoo.get_config("LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml"))
+    total = sum(counts)
     printed = {}
     for gpus in (1, 8):
         tool.main(["--config-file", config, "--num-gpus", str(gpus)])
         out = capsys.readouterr().out
         printed[gpus] = [line for line in out.splitlines() if line.startswith("EFFECTIVE COEFFICIENT")]
-        assert f"{16 // gpus} images per rank" in out and "1270141" in out
+        assert f"{16 // gpus} images per rank" in out and str(total) in out
     assert len(printed[1]) == 1 and printed[1] == printed[8]
     cfg = model_zoo.get_config("LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml")
     one, eight = tool.loss_scale(cfg, 1), tool.loss_scale(cfg, 8)
     assert one["effective_coefficient"] == eight["effective_coefficient"]
     assert (one["positives"]["rank"], eight["positives"]["rank"]) == (2048, 256)  # 16 x 512 x 0.25, / 8
-    # Repeat-factor sampling (threshold 1e-3) over-samples LVIS's rare classes: E[N / (C n_y)] > 1.
-    assert one["expected_calibrated_weight"] > 1.5
-    assert one["rarest_calibrated_weight"] == pytest.approx(1270141 / 1203)
+    # Counts taken under the sampler: the calibrated weights have mean 1 where the positives are drawn
+    # (up to the rounding of the counts); counting each annotation once gave E[N / (C n_y)] of 2.6.
+    assert one["expected_calibrated_weight"] == pytest.approx(1.0, abs=0.01)
+    assert one["rarest_calibrated_weight"] == pytest.approx(total / (1203 * min(counts)))
+    cfg.MODEL.LDA.COUNTS_UNDER_SAMPLER = False
+    plain = tool.loss_scale(cfg, 1)
+    assert plain["expected_calibrated_weight"] > 1.5
+    assert plain["rarest_calibrated_weight"] == pytest.approx(1270141 / 1203)
 
 
 DICTS = [  # class 0 in 3 of 4 images, class 1 in one image (with 2 instances)
