@@ -209,14 +209,16 @@ class LDALoss(nn.Module):
                 # Counts already summed over ranks where that applies: no second all-reduce.
                 self.balance.record_counts(counts)
         alpha, delta_acc = self.balance.alpha()
-        balanced_coefficient = self.balanced_factor * alpha
+        balanced_alpha = self.balanced_factor * alpha
+        balanced_coefficient = balanced_alpha
         if self.scaling == "official":
             # sum_i CE_i / (C n_y) = (B / N) * mean_i N CE_i / (C n_y): the official sum is B / N normalised risks.
             if torch.is_tensor(num_samples):
-                num_samples = num_samples.to(alpha.dtype)
-            balanced_coefficient = balanced_coefficient * num_samples / self.num_samples
+                balanced_coefficient = balanced_alpha * (num_samples.to(alpha.dtype) / self.num_samples)
+            else:
+                balanced_coefficient = balanced_alpha * (num_samples / self.num_samples)
 
-        loss = self.unbalanced_factor * loss_unbalanced + self.balanced_factor * alpha * loss_balanced
+        loss = self.unbalanced_factor * loss_unbalanced + balanced_alpha * loss_balanced
         if features is not None:
             loss_intra, loss_inter = self._divergence(features, targets, valid, world_size)
             loss = loss + self.beta * (loss_intra + loss_inter)
