@@ -8,8 +8,11 @@ lda_cls/hooks.py sets (from epoch 0 for RW / CB, from REWEIGHT.START_EPOCH for D
 from typing import Dict
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from lda_core.distributed import world_size
 
 from .base import Method, register_method
 
@@ -31,8 +34,15 @@ class ClassWeightedLoss(nn.Module):
 
     def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         weights = self.class_weights[targets]
-        loss = (weights * self.per_sample(outputs["logits"].float(), targets)).sum() / weights.sum()
-        return {"loss": loss}
+        weighted_sum = (weights * self.per_sample(outputs["logits"].float(), targets)).sum()
+        total_weight = weights.sum().detach()
+        ranks = world_size()
+        if ranks > 1:
+            # The global batch's weighted mean: the denominator over all ranks (an all-reduce, no host sync),
+            # times the number of ranks, which DDP's gradient averaging divides out again.
+            dist.all_reduce(total_weight)
+            weighted_sum = weighted_sum * ranks
+        return {"loss": weighted_sum / total_weight}
 
 
 class CrossEntropyLoss(ClassWeightedLoss):
