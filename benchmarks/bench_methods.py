@@ -69,7 +69,8 @@ def deferred_epoch(epochs: int) -> int:
 
 
 def warmup_epochs(epochs: int) -> int:
-    return 1 if epochs >= 3 else 0
+    # From lr 0.1 without warm-up, ResNet-32 collapses to the head class in a 1-epoch run (10.0 top-1).
+    return 1 if epochs >= 2 else 0
 
 
 def schedule_opts(method: str, args) -> list:
