@@ -1,15 +1,19 @@
 #!/usr/bin/env python
-"""Plain Mask R-CNN vs LDA on a synthetic long-tailed dataset, same schedule, several seeds.
+"""Every detection head of lda_det on a synthetic long-tailed dataset: same data, schedule and seeds.
 
     nice -n 10 python benchmarks/bench_det_synthetic.py \
-        [--config-file configs/LVIS-LDA/synthetic_lvis_profile.yaml] [--seeds 1 2] [--parallel 2] \
-        [--iters 400] [--output-dir /tmp/bench_det_synthetic] [KEY VALUE ...]
+        [--config-file configs/LVIS-LDA/synthetic_lvis_profile.yaml] [--methods baseline lda eqlv2 ...] \
+        [--seeds 1 2] [--parallel 2] [--iters 200] [--output-dir /tmp/bench_det_synthetic] [KEY VALUE ...]
 
-Trains every (head, seed) from scratch with the config (the ROI head is the only difference
-between the two models; SEED fixes initialisation and data order), PARALLEL runs at a time,
-one thread each, and prints LVIS AP / AP_r / AP_c / AP_f (bbox and segm), mean and range over
-the seeds, as a Markdown table. Resumable: a run whose DIR/<head>_seed<s>/results.json exists
-is not run again; OUTPUT_DIR/summary.json is rewritten as each run finishes.
+Trains every (method, seed) from scratch with the config, PARALLEL runs at a time, one thread each, and
+prints LVIS AP / AP_r / AP_c / AP_f (bbox and segm), mean and range over the seeds, as a Markdown table.
+A method is its ROI head and keys (METHODS below: the same keys as its configs/LVIS-LDA/*_1x.yaml, which
+tests/det/test_bench_det_methods.py checks); SEED fixes initialisation and data order. Keys that depend
+on the dataset are computed from it, not copied (``dataset_scaled_opts``): EQL's frequency threshold and
+the federated loss's class count are LVIS v1's mapped onto the config's training set, cRT's stage-2
+schedule is its LVIS config's fraction of stage 1. cRT (two-stage) starts from the baseline run of the
+same seed, so it runs after it. Resumable: a run whose DIR/<method>_seed<s>/results.json exists is not
+run again; OUTPUT_DIR/summary.json is rewritten as each run finishes.
 """
 import argparse
 import importlib.util
@@ -18,12 +22,36 @@ import os
 import subprocess
 import sys
 import time
+from typing import NamedTuple, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-DEFAULT_CONFIG = os.path.join(ROOT, "configs", "LVIS-LDA", "synthetic_lt_demo.yaml")
-HEADS = {"Mask R-CNN (baseline)": "StandardROIHeads", "LDA": "LDAROIHeads"}
+DEFAULT_CONFIG = os.path.join(ROOT, "configs", "LVIS-LDA", "synthetic_lvis_profile.yaml")
 METRICS = ("AP", "APr", "APc", "APf")
+
+
+class Method(NamedTuple):
+    label: str
+    lvis_config: str  # the LVIS v1 config (configs/LVIS-LDA/) of this method, whose method keys ``opts`` are
+    opts: Tuple[str, ...]  # KEY VALUE on top of the benchmark's config
+    stage1: Optional[str] = None  # the method whose model_final.pth a two-stage method starts from
+
+
+METHODS = {
+    "baseline": Method("Mask R-CNN (softmax CE)", "baseline_mask_rcnn_R_50_FPN_1x.yaml",
+                       ("MODEL.ROI_HEADS.NAME", "StandardROIHeads")),
+    "federated": Method("Federated loss (sigmoid)", "federated_mask_rcnn_R_50_FPN_1x.yaml",
+                        ("MODEL.ROI_HEADS.NAME", "StandardROIHeads", "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE", "True",
+                         "MODEL.ROI_BOX_HEAD.USE_FED_LOSS", "True", "MODEL.ROI_BOX_HEAD.FED_LOSS_FREQ_WEIGHT_POWER",
+                         "0.5")),
+    "eql": Method("EQL", "eql_mask_rcnn_R_50_FPN_1x.yaml", ("MODEL.ROI_HEADS.NAME", "EQLROIHeads")),
+    "eqlv2": Method("EQLv2", "eqlv2_mask_rcnn_R_50_FPN_1x.yaml", ("MODEL.ROI_HEADS.NAME", "EQLv2ROIHeads")),
+    "seesaw": Method("Seesaw", "seesaw_mask_rcnn_R_50_FPN_1x.yaml", ("MODEL.ROI_HEADS.NAME", "SeesawROIHeads")),
+    "crt": Method("cRT (from the baseline)", "crt_mask_rcnn_R_50_FPN_1x.yaml",
+                  ("MODEL.ROI_HEADS.NAME", "StandardROIHeads", "DATALOADER.SAMPLER_TRAIN",
+                   "ClassBalancedTrainingSampler"), stage1="baseline"),
+    "lda": Method("LDA", "mask_rcnn_R_50_FPN_1x.yaml", ("MODEL.ROI_HEADS.NAME", "LDAROIHeads")),
+}
 
 
 def load_train_net():
@@ -33,13 +61,50 @@ def load_train_net():
     return module
 
 
-def run_one(config_file: str, head: str, output_dir: str, opts) -> None:
-    """Train and evaluate one head in this process; write results.json into output_dir."""
+def dataset_scaled_opts(method: str, config_file: str, iters: int, stage1_dir: Optional[str]) -> list:
+    """The keys of ``method`` whose LVIS values depend on LVIS (its image count, class count, schedule),
+    recomputed for the dataset of ``config_file`` so that they select / weigh what they do on LVIS."""
+    sys.path[:0] = [ROOT, os.path.join(ROOT, "projects", "LDA")]
+    from detectron2.data import DatasetCatalog
+
+    from lda_det import model_zoo
+    from lda_det.data import synthetic_lvis_profile
+    from lda_det.data.datasets import ensure_available
+
+    cfg = model_zoo.get_config(os.path.relpath(config_file, os.path.join(ROOT, "configs")))
+    lvis = model_zoo.get_config("LVIS-LDA/" + METHODS[method].lvis_config)
+    train = cfg.DATASETS.TRAIN[0]
+    if method == "eql":
+        if not train.startswith(synthetic_lvis_profile.NAME):
+            raise SystemExit("EQL's threshold is mapped onto the LVIS-profile set only; pass its config")
+        ensure_available(train)
+        # f_j < lambda selects the same LVIS categories (the 73 % with < 176 images at 1.76e-3).
+        threshold = synthetic_lvis_profile.profile_frequency(lvis.MODEL.EQL.LAMBDA, len(DatasetCatalog.get(train)))
+        return ["MODEL.EQL.LAMBDA", f"{threshold:.6g}"]
+    if method == "federated":
+        # The same fraction of the classes as LVIS's 50 of 1203 (at least the ground-truth classes are kept).
+        classes = lvis.MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES * cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        return ["MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", str(max(1, round(classes / lvis.MODEL.ROI_HEADS.NUM_CLASSES)))]
+    if method == "crt":
+        stage1 = model_zoo.get_config("LVIS-LDA/" + METHODS["baseline"].lvis_config)
+        fraction = lvis.SOLVER.MAX_ITER / stage1.SOLVER.MAX_ITER
+        stage2_iters = max(1, round(fraction * (iters or cfg.SOLVER.MAX_ITER)))
+        steps = tuple(round(step / lvis.SOLVER.MAX_ITER * stage2_iters) for step in lvis.SOLVER.STEPS)
+        return ["MODEL.WEIGHTS", os.path.join(stage1_dir, "model_final.pth"), "MODEL.TRAINABLE_PARAMETERS",
+                str(tuple(lvis.MODEL.TRAINABLE_PARAMETERS)), "SOLVER.MAX_ITER", str(stage2_iters),
+                "SOLVER.STEPS", str(steps), "SOLVER.BASE_LR", str(lvis.SOLVER.BASE_LR / stage1.SOLVER.BASE_LR
+                                                                    * cfg.SOLVER.BASE_LR),
+                "SOLVER.WARMUP_ITERS", "0"]
+    return []
+
+
+def run_one(config_file: str, method: str, output_dir: str, opts) -> None:
+    """Train and evaluate one method in this process; write results.json into output_dir."""
     import torch
     torch.set_num_threads(1)
     train_net = load_train_net()
     args = train_net.default_argument_parser().parse_args(
-        ["--config-file", config_file, "MODEL.ROI_HEADS.NAME", head, "OUTPUT_DIR", output_dir] + list(opts))
+        ["--config-file", config_file] + list(METHODS[method].opts) + ["OUTPUT_DIR", output_dir] + list(opts))
     cfg = train_net.setup(args)
     trainer = train_net.Trainer(cfg)
     trainer.resume_or_load(resume=False)
@@ -47,6 +112,7 @@ def run_one(config_file: str, head: str, output_dir: str, opts) -> None:
     trainer.train()
     results = {task: {k: float(v) for k, v in metrics.items()} for task, metrics in trainer._last_eval_results.items()}
     results["wall_s"] = time.perf_counter() - start
+    results["opts"] = list(METHODS[method].opts) + list(opts)
     tmp = os.path.join(output_dir, "results.json.tmp")
     with open(tmp, "w") as f:
         json.dump(results, f, indent=1)
@@ -54,42 +120,44 @@ def run_one(config_file: str, head: str, output_dir: str, opts) -> None:
 
 
 def summarise(runs, results):
-    """Per head and metric: the seeds' values, mean and range (max - min)."""
+    """Per method and metric: the seeds' values, mean and range (max - min)."""
     summary = {}
-    for label, head in HEADS.items():
-        done = {seed: results[(h, seed)] for (h, seed) in runs if h == head and (h, seed) in results}
-        entry = {"seeds": sorted(done), "wall_s": [done[s]["wall_s"] for s in sorted(done)]}
+    for method in dict.fromkeys(m for m, _ in runs):
+        done = {seed: results[(m, seed)] for (m, seed) in runs if m == method and (m, seed) in results}
+        entry = {"label": METHODS[method].label, "seeds": sorted(done),
+                 "wall_s": [done[s]["wall_s"] for s in sorted(done)]}
         for task in ("bbox", "segm"):
             for metric in METRICS:
                 values = [done[s][task][metric] for s in sorted(done)]
                 entry[f"{task} {metric}"] = {
                     "values": values, "mean": sum(values) / len(values) if values else None,
                     "range": (max(values) - min(values)) if values else None}
-        summary[label] = entry
+        summary[method] = entry
     return summary
 
 
 def print_table(summary, header_line):
     print(header_line)
-    print("| model | seeds | " + " | ".join(f"{t} {m}" for t in ("bbox", "segm") for m in METRICS) + " |")
+    print("| method | seeds | " + " | ".join(f"{t} {m}" for t in ("bbox", "segm") for m in METRICS) + " |")
     print("|" + "---|" * (2 + 2 * len(METRICS)))
-    for label, entry in summary.items():
+    for entry in summary.values():
         if not entry["seeds"]:
             continue
         cells = [f"{entry[f'{t} {m}']['mean']:.1f} ± {entry[f'{t} {m}']['range'] / 2:.1f}"
                  for t in ("bbox", "segm") for m in METRICS]
-        print(f"| {label} | {','.join(map(str, entry['seeds']))} | " + " | ".join(cells) + " |")
+        print(f"| {entry['label']} | {','.join(map(str, entry['seeds']))} | " + " | ".join(cells) + " |")
     print("(mean ± half the range over the seeds)")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default=DEFAULT_CONFIG)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--iters", type=int, default=None, help="override SOLVER.MAX_ITER (steps scale along)")
     parser.add_argument("--output-dir", default="/tmp/bench_det_synthetic")
-    parser.add_argument("--run-one", nargs=2, metavar=("HEAD", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--run-one", nargs=2, metavar=("METHOD", "DIR"), help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="extra config overrides, KEY VALUE ...")
     args = parser.parse_args()
     opts = list(args.opts)
@@ -99,43 +167,67 @@ def main():
     if args.run_one:
         run_one(args.config_file, args.run_one[0], args.run_one[1], opts)
         return
+    for method in args.methods:
+        stage1 = METHODS[method].stage1
+        if stage1 and stage1 not in args.methods:
+            parser.error(f"--methods: {method} starts from {stage1}'s checkpoint; list {stage1} too")
 
-    # Interleave the heads, so that each pair of concurrent runs shares the machine alike.
-    runs = [(head, seed) for seed in args.seeds for head in HEADS.values()]
+    # Seed-major, so that each pair of concurrent runs shares the machine alike and a stage 1 comes first.
+    runs = [(method, seed) for seed in args.seeds for method in args.methods]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     results, pending, running, failed = {}, list(runs), {}, []
     header = (f"{os.path.relpath(args.config_file, ROOT)}, seeds {args.seeds}, overrides {opts or 'none'}, "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
+    def run_dir(method, seed):
+        return os.path.join(args.output_dir, f"{method}_seed{seed}")
+
     def write_summary():
         tmp = os.path.join(args.output_dir, "summary.json.tmp")
         with open(tmp, "w") as f:
-            json.dump({"config": args.config_file, "opts": opts, "runs": {f"{h}_seed{s}": r for (h, s), r in
+            json.dump({"config": args.config_file, "opts": opts, "runs": {f"{m}_seed{s}": r for (m, s), r in
                                                                           results.items()},
-                       "summary": summarise(runs, results), "failed": failed}, f, indent=1)
+                       "summary": summarise(runs, results), "failed": [f"{m}_seed{s}" for m, s in failed]},
+                      f, indent=1)
         os.replace(tmp, os.path.join(args.output_dir, "summary.json"))
+
+    def ready(run):
+        stage1 = METHODS[run[0]].stage1
+        return stage1 is None or (stage1, run[1]) in results
 
     os.makedirs(args.output_dir, exist_ok=True)
     while pending or running:
-        while pending and len(running) < args.parallel:
-            head, seed = pending.pop(0)
-            out = os.path.join(args.output_dir, f"{head}_seed{seed}")
+        for run in [r for r in pending if (METHODS[r[0]].stage1, r[1]) in failed]:
+            pending.remove(run)
+            failed.append(run)
+            print(f"{run} not run: its stage 1 failed", flush=True)
+        startable = [r for r in pending if ready(r)]
+        while startable and len(running) < args.parallel:
+            method, seed = run = startable.pop(0)
+            pending.remove(run)
+            out = run_dir(method, seed)
             if os.path.isfile(os.path.join(out, "results.json")):  # resumed: already done
                 with open(os.path.join(out, "results.json")) as f:
-                    results[(head, seed)] = json.load(f)
+                    results[run] = json.load(f)
+                startable = [r for r in pending if ready(r)]
                 continue
             os.makedirs(out, exist_ok=True)
+            stage1 = METHODS[method].stage1
+            run_opts = opts + dataset_scaled_opts(method, args.config_file, args.iters,
+                                                  run_dir(stage1, seed) if stage1 else None)
             log = open(os.path.join(out, "bench.log"), "w")
-            command = [sys.executable, __file__, "--config-file", args.config_file, "--run-one", head, out,
-                       "SEED", str(seed)] + opts
-            running[(head, seed)] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), out)
-            print(f"{time.strftime('%H:%M:%S')} started {head} seed {seed} -> {out}", flush=True)
+            command = [sys.executable, __file__, "--config-file", args.config_file, "--run-one", method, out,
+                       "SEED", str(seed)] + run_opts
+            running[run] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), out)
+            print(f"{time.strftime('%H:%M:%S')} started {method} seed {seed} -> {out}", flush=True)
+        if not running and pending and not startable:
+            raise SystemExit(f"cannot start {pending}: their stage 1 is neither done nor pending")
         for key, (proc, out) in list(running.items()):
             if proc.poll() is None:
                 continue
             del running[key]
             if proc.returncode != 0:
-                failed.append(f"{key[0]}_seed{key[1]}")
+                failed.append(key)
                 print(f"{key} failed (exit {proc.returncode}), see {os.path.join(out, 'bench.log')}", flush=True)
             else:
                 with open(os.path.join(out, "results.json")) as f:
@@ -147,7 +239,7 @@ def main():
     write_summary()
     print_table(summarise(runs, results), header)
     if failed:
-        sys.exit(f"failed runs: {failed}")
+        sys.exit(f"failed runs: {[f'{m}_seed{s}' for m, s in failed]}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import synthetic_lt
-from .lvis_v1_counts import lvis_v1_train_counts
+from .lvis_v1_counts import NUM_TRAIN_IMAGES, lvis_v1_train_counts
 
 VERSION = "v1"  # bump when the generated data changes
 NAME = "synthetic_lvis_profile"
@@ -59,12 +59,7 @@ def lvis_profile(num_categories: int = len(synthetic_lt.CATEGORY_NAMES)) -> Prof
         in_group = np.flatnonzero(table.frequency == group)
         by_images = in_group[np.argsort(table.image_count[in_group], kind="stable")]
         picks = by_images[((np.arange(size) + 0.5) / size * len(by_images)).astype(int)]
-        images = table.image_count[picks].astype(np.float64)
-        if group == "f":  # log-linear from [101, LVIS max] onto [101, MAX_FREQUENT_IMAGES]
-            top = table.image_count[in_group].max()
-            images = LVIS_FREQUENT_MIN * (MAX_FREQUENT_IMAGES / LVIS_FREQUENT_MIN) ** (
-                np.log(images / LVIS_FREQUENT_MIN) / np.log(top / LVIS_FREQUENT_MIN))
-        counts.append(np.round(images).astype(np.int64))
+        counts.append(np.round(profile_image_count(table.image_count[picks])).astype(np.int64))
         ratios.append(table.instance_count[picks] / table.image_count[picks])
     sorted_counts, sorted_ratios = np.concatenate(counts), np.concatenate(ratios)
     order = _grid_order(num_categories, len(synthetic_lt.SHAPES), len(synthetic_lt.COLOURS))
@@ -75,6 +70,22 @@ def lvis_profile(num_categories: int = len(synthetic_lt.CATEGORY_NAMES)) -> Prof
     # P(k-th extra instance) so that the expected number of instances is the capped ratio.
     extra = instances_per_image[:, None] - 1 - np.arange(MAX_INSTANCES_PER_IMAGE - 1)[None, :]
     return Profile(train_image_counts, np.clip(extra, 0, 1), instances_per_image)
+
+
+def profile_image_count(lvis_image_count):
+    """Where an LVIS v1 image count lands on this profile: kept up to 100 images (rare and common),
+    log-linear from [101, LVIS's largest] onto [101, MAX_FREQUENT_IMAGES] above (frequent)."""
+    images = np.asarray(lvis_image_count, dtype=np.float64)
+    top = lvis_v1_train_counts().image_count.max()
+    frequent = LVIS_FREQUENT_MIN * (MAX_FREQUENT_IMAGES / LVIS_FREQUENT_MIN) ** (
+        np.log(np.maximum(images, LVIS_FREQUENT_MIN) / LVIS_FREQUENT_MIN) / np.log(top / LVIS_FREQUENT_MIN))
+    return np.where(images < LVIS_FREQUENT_MIN, images, frequent)
+
+
+def profile_frequency(lvis_frequency: float, num_train_images: int) -> float:
+    """An image-frequency threshold of LVIS v1 (a fraction of its 100,170 training images, as RFS's 1e-3 or
+    EQL's lambda) as the fraction of this profile's ``num_train_images`` that separates the same categories."""
+    return float(profile_image_count(lvis_frequency * NUM_TRAIN_IMAGES)) / num_train_images
 
 
 def default_root() -> str:
