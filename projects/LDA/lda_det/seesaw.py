@@ -163,9 +163,11 @@ class SeesawOutputLayers(FastRCNNOutputLayers):
 
         Normalisation as mmdet's BBoxHead.loss: both classification terms are sums divided by the
         number of sampled (labelled) proposals, avg_factor = #(label_weights > 0), so the class
-        term is NOT a mean over the positives. Here that number is taken over all ranks and divided
-        by the world size (what each rank has when ranks sample alike): DDP's mean of the ranks'
-        gradients is then exactly one process's on the global batch.
+        term is NOT a mean over the positives (and the box term too: mmdet's avg_factor is
+        bbox_targets.size(0), detectron2's the number of sampled proposals, the same number).
+        Here that number is taken over all ranks and divided by the world size (what each rank has
+        when ranks sample alike): DDP's mean of the ranks' gradients is then exactly one process's
+        on the global batch.
         """
         scores, proposal_deltas = predictions
         if len(proposals):
@@ -191,8 +193,10 @@ class SeesawOutputLayers(FastRCNNOutputLayers):
         objectness_targets = torch.where(is_labelled, (~is_foreground).long(), torch.full_like(gt_classes, IGNORE))
         loss_objectness = F.cross_entropy(objectness_logits, objectness_targets, reduction="sum",
                                           ignore_index=IGNORE) / num_labelled
-        # detectron2's box regression (its nonzero over the positives is its one host sync).
+        # detectron2's box regression (its nonzero over the positives is its one host sync), a sum over
+        # the positives / this rank's #proposals: brought to the same normaliser as the classification.
         loss_box_reg = self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes)
+        loss_box_reg = loss_box_reg * max(gt_classes.numel(), 1) / num_labelled
         self._log(class_logits, objectness_logits, gt_classes, objectness_targets, is_foreground)
         return {
             "loss_cls_classes": self.seesaw_loss_weight * loss_classes,
