@@ -89,6 +89,19 @@ def test_factors_match_hand_computation():
     assert all(abs(a - b) > 1e-3 for a, b in zip(hand_losses(), plain))
 
 
+def test_half_precision_logits_with_large_counts_stay_finite():
+    """Under autocast the logits may be float16: counts past its range (65504) must not turn into inf."""
+    logits, targets = rows_as_tensors(torch.float16)
+    counts = torch.tensor([10 ** 8, 10 ** 6, 1])
+    per_row = seesaw_cross_entropy(logits.requires_grad_(True), targets, counts, P, Q, EPS)
+    assert per_row.dtype == torch.float32 and torch.isfinite(per_row).all()
+    per_row.sum().backward()
+    assert torch.isfinite(logits.grad).all()
+    # Row 0 (class 0, N = 1e8) against class 1 (N = 1e6): M_01 = (1e-2)^0.8.
+    log_mitigation, _ = seesaw_log_factors(logits, targets, counts, P, Q, EPS)
+    assert log_mitigation[0, 1].item() == pytest.approx(P * math.log(1e-2), rel=1e-6)
+
+
 # Objectness logits (fg, bg) of the three positives above and two background proposals.
 OBJECTNESS = [[2.0, -1.0], [0.5, 0.5], [-0.3, 0.7], [0.1, 1.2], [1.5, -0.5]]
 

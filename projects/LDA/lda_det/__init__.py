@@ -17,5 +17,5 @@ from .seesaw import SeesawOutputLayers, SeesawROIHeads
 from . import backbone as _backbone  # noqa: F401  isort:skip
 from . import data as _data  # noqa: F401  isort:skip
 
-__all__ = ["add_lda_config", "add_seesaw_config", "restore_numpy_aliases", "LDAClassification", "LDAOutputLayers",
-           "LDAROIHeads", "LDARes5ROIHeads", "SeesawOutputLayers", "SeesawROIHeads"]
+__all__ = ["add_lda_config", "add_seesaw_config", "restore_numpy_aliases", "LDAClassification",
+           "LDAOutputLayers", "LDAROIHeads", "LDARes5ROIHeads", "SeesawOutputLayers", "SeesawROIHeads"]

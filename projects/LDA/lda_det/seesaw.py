@@ -77,7 +77,10 @@ def seesaw_log_factors(class_logits: torch.Tensor, targets: torch.Tensor, class_
         p, q: exponents of the mitigation and compensation factors.
         eps: lower bound on sigma_i in sigma_j / sigma_i.
     """
-    counts = class_counts.to(class_logits.dtype).clamp(min=1)
+    # At least float32: under autocast the logits may be float16, where counts above 65504 are inf.
+    dtype = torch.promote_types(class_logits.dtype, torch.float32)
+    class_logits = class_logits.to(dtype)
+    counts = class_counts.to(dtype).clamp(min=1)
     # N_j / N_i, capped at 1: M_ij = 1 wherever N_j >= N_i.
     count_ratio = (counts[None, :] / counts[targets][:, None]).clamp(max=1)
     log_mitigation = p * count_ratio.log()
@@ -92,6 +95,7 @@ def seesaw_log_factors(class_logits: torch.Tensor, targets: torch.Tensor, class_
 def seesaw_cross_entropy(class_logits: torch.Tensor, targets: torch.Tensor, class_counts: torch.Tensor,
                          p: float = 0.8, q: float = 2.0, eps: float = 1e-2) -> torch.Tensor:
     """Per-row seesaw loss -log sigma_hat_i, (R,): cross-entropy on z_j + log S_ij for j != i."""
+    class_logits = class_logits.to(torch.promote_types(class_logits.dtype, torch.float32))
     log_mitigation, log_compensation = seesaw_log_factors(class_logits, targets, class_counts, p, q, eps)
     is_negative = targets[:, None] != torch.arange(class_logits.shape[1], device=targets.device)[None, :]
     adjusted = class_logits + (log_mitigation + log_compensation) * is_negative
@@ -232,7 +236,8 @@ class SeesawOutputLayers(FastRCNNOutputLayers):
         labelled = objectness_targets != IGNORE
         scalars = {"objectness_accuracy": (objectness_logits.argmax(1) == objectness_targets)[labelled].float().mean()}
         if is_foreground.any():
-            scalars["class_accuracy"] = (class_logits[is_foreground].argmax(1) == gt_classes[is_foreground]).float().mean()
+            predicted = class_logits[is_foreground].argmax(1)
+            scalars["class_accuracy"] = (predicted == gt_classes[is_foreground]).float().mean()
         scalars["seen_classes"] = (self.class_counts > 0).sum()
         storage.put_scalars(**{f"seesaw/{k}": float(v) for k, v in scalars.items()})
 
