@@ -5,6 +5,7 @@ from detectron2.config import CfgNode as CN
 def add_lda_config(cfg):
     """Add the config keys of LDA (Peng et al., ACM MM 2021) to a detectron2 config."""
     _C = cfg
+    add_seesaw_config(_C)
     _C.MODEL.LDA = CN()
     # Exponent `gamma` of the balance factor alpha = (delta acc)^gamma (Eq. 6).
     _C.MODEL.LDA.GAMMA = 1.5
@@ -54,3 +55,27 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.SCORE_MODE = "balanced"
     # Log alpha, delta acc and the loss terms every this many iterations (a host sync each time).
     _C.MODEL.LDA.LOG_PERIOD = 20
+
+
+def add_seesaw_config(cfg):
+    """Add the MODEL.SEESAW.* keys of Seesaw Loss (Wang et al., CVPR 2021; lda_det.seesaw)."""
+    _C = cfg
+    _C.MODEL.SEESAW = CN()
+    # Exponent `p` of the mitigation factor M_ij = (N_j / N_i)^p (paper Sec. 3, "mitigation factor"; 0.8 in mmdet's
+    # mmdet/models/losses/seesaw_loss.py and every configs/seesaw_loss/*.py).
+    _C.MODEL.SEESAW.P = 0.8
+    # Exponent `q` of the compensation factor C_ij = (sigma_j / sigma_i)^q (paper Sec. 3, "compensation
+    # factor"; 2.0 in mmdet).
+    _C.MODEL.SEESAW.Q = 2.0
+    # Floor on sigma_i in sigma_j / sigma_i (mmdet SeesawLoss `eps`, default 1e-2; not in the paper).
+    _C.MODEL.SEESAW.EPS = 1e-2
+    # Factor on both classification terms, classes and objectness (mmdet configs: loss_weight=1.0).
+    _C.MODEL.SEESAW.LOSS_WEIGHT = 1.0
+    # Normalised-linear (cosine) classifier for the C + 2 logits (the paper's normalised linear activation;
+    # mmdet: cls_predictor_cfg=dict(type='NormedLinear', tempearture=20) in every seesaw config, the
+    # R50 1x ones included); False: a plain Linear as Fast R-CNN's.
+    _C.MODEL.SEESAW.COSINE_CLASSIFIER = True
+    # Temperature `tau` scaling the cosine logits (mmdet NormedLinear tempearture=20).
+    _C.MODEL.SEESAW.TEMPERATURE = 20.0
+    # Log the objectness / class accuracies every this many iterations (a host sync each time).
+    _C.MODEL.SEESAW.LOG_PERIOD = 20
