@@ -10,18 +10,49 @@ import weakref
 
 import detectron2.utils.comm as comm
 from detectron2.config import get_cfg
+from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import LVISEvaluator, verify_results
 
 from lda_det import add_lda_config, restore_numpy_aliases
 from lda_det.checkpoint import AtomicDetectionCheckpointer
 from lda_det.data import ensure_available
+from lda_det.decoupling import keeping_initialisation, restrict_trainable_parameters
+from lda_det.samplers import TRAIN_SAMPLER_REGISTRY
 
 
 class Trainer(DefaultTrainer):
     """DefaultTrainer with LVIS evaluation and atomic checkpoints. The data loader is
     detectron2's: DatasetMapper (with masks) and DATALOADER.SAMPLER_TRAIN's sampler
-    (RepeatFactorTrainingSampler in our configs)."""
+    (RepeatFactorTrainingSampler in our configs; lda_det.samplers adds ClassBalancedTrainingSampler).
+    Two-stage methods (cRT) are configuration: MODEL.TRAINABLE_PARAMETERS / REINITIALIZED_PARAMETERS."""
+
+    @classmethod
+    def build_model(cls, cfg):
+        """detectron2's model with only MODEL.TRAINABLE_PARAMETERS trainable (all when empty); the
+        optimizer (detectron2's build_optimizer) skips parameters that do not require grad."""
+        return restrict_trainable_parameters(super().build_model(cfg), cfg.MODEL.TRAINABLE_PARAMETERS)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        name = cfg.DATALOADER.SAMPLER_TRAIN
+        if name not in TRAIN_SAMPLER_REGISTRY:
+            return super().build_train_loader(cfg)  # detectron2's samplers, as detectron2 builds them
+        # The sampler indexes the very list the loader reads: the same dataset dicts as detectron2's loader.
+        dataset = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None)
+        sampler = TRAIN_SAMPLER_REGISTRY.get(name).from_config(cfg, dataset)
+        return build_detection_train_loader(cfg, dataset=dataset, sampler=sampler)
+
+    def resume_or_load(self, resume=True):
+        """MODEL.REINITIALIZED_PARAMETERS keep their initialisation when MODEL.WEIGHTS is loaded
+        (cRT's fresh classifier); a resumed run takes everything from its own checkpoint."""
+        if resume and self.checkpointer.has_checkpoint():
+            return super().resume_or_load(resume)
+        with keeping_initialisation(self.checkpointer.model, self.cfg.MODEL.REINITIALIZED_PARAMETERS):
+            return super().resume_or_load(resume)
 
     def build_hooks(self):
         # Swap in the atomic checkpointer before the hooks (PeriodicCheckpointer) capture it.
