@@ -91,6 +91,12 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    box_head = cfg.MODEL.ROI_BOX_HEAD
+    if box_head.USE_FED_LOSS and box_head.FED_LOSS_NUM_CLASSES > cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1:
+        # detectron2 would fail at the first step (torch.multinomial), e.g. with the default 50 on a 24-class set.
+        raise ValueError(f"MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES ({box_head.FED_LOSS_NUM_CLASSES}) exceeds "
+                         f"NUM_CLASSES + 1 ({cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1}): detectron2 cannot sample that "
+                         f"many classes; NUM_CLASSES + 1 already keeps them all (plain sigmoid cross-entropy)")
     # Fail here, naming the missing file, rather than deep inside a data loader.
     for name in cfg.DATASETS.TEST + (() if args.eval_only else cfg.DATASETS.TRAIN):
         ensure_available(name)
