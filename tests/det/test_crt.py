@@ -131,12 +131,13 @@ def test_crt_stage_2_retrains_only_the_classifier(synthetic_root, tmp_path):
     # Stage 2: synthetic_lt_crt.yaml from stage 1's model_final.pth, 2 iterations.
     crt_config = model_zoo.get_config_file("LVIS-LDA/synthetic_lt_crt.yaml")
     stage2 = tmp_path / "stage2"
-    crt_opts = [str(o) for o in TINY_OPTS] + ["SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(stage2),
+    crt_opts = [str(o) for o in TINY_OPTS] + ["SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "(1,)", "OUTPUT_DIR", str(stage2),
                                               "MODEL.WEIGHTS", stage1_weights]
     cfg = train_net.setup(parser.parse_args(["--config-file", crt_config] + crt_opts + no_eval))
     assert cfg.DATALOADER.SAMPLER_TRAIN == "ClassBalancedTrainingSampler"
     trainer = train_net.Trainer(cfg)
-    assert isinstance(trainer.data_loader.dataset.sampler, ClassBalancedTrainingSampler)
+    # detectron2's loader: AspectRatioGroupedDataset(DataLoader(ToIterableDataset(mapped dicts, sampler))).
+    assert isinstance(trainer.data_loader.dataset.dataset.sampler, ClassBalancedTrainingSampler)
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     head = trainer.model.roi_heads.box_predictor
     assert optimized == {id(head.cls_score.weight), id(head.cls_score.bias)}
