@@ -4,6 +4,8 @@
     python projects/LDA/train_net.py --config-file configs/LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml --num-gpus 8
     python projects/LDA/train_net.py --config-file configs/LVIS-LDA/synthetic_lt_demo.yaml
     python projects/LDA/train_net.py --config-file ... --eval-only MODEL.WEIGHTS path/to/model_final.pth
+    # cRT stage 2 (after the baseline, trained with OUTPUT_DIR output/baseline_mask_rcnn_R_50_FPN_1x):
+    python projects/LDA/train_net.py --config-file configs/LVIS-LDA/crt_mask_rcnn_R_50_FPN_1x.yaml --num-gpus 8
 """
 import os
 import weakref

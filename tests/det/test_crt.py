@@ -158,7 +158,8 @@ def test_crt_stage_2_retrains_only_the_classifier(synthetic_root, tmp_path):
 
     # --eval-only on the stage-2 model, from the command line's path.
     eval_args = parser.parse_args(["--config-file", crt_config, "--eval-only"] + crt_opts[:-4]
-                                  + ["OUTPUT_DIR", str(tmp_path / "eval"), "MODEL.WEIGHTS", str(stage2 / "model_final.pth")])
+                                  + ["OUTPUT_DIR", str(tmp_path / "eval"),
+                                     "MODEL.WEIGHTS", str(stage2 / "model_final.pth")])
     results = train_net.main(eval_args)
     assert {"AP", "APr", "APc", "APf"} <= set(results["bbox"]) and np.isfinite(results["bbox"]["AP"])
     assert os.path.isfile(tmp_path / "eval" / "inference" / "lvis_instances_results.json")

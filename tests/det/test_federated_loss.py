@@ -57,7 +57,8 @@ def test_synthetic_class_image_count_is_the_jsons(name, synthetic_root):
 
 
 def fed_predictor(num_classes_kept):
-    cfg = tiny_cfg(head="StandardROIHeads", opts=FED_OPTS + ["MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", num_classes_kept])
+    cfg = tiny_cfg(head="StandardROIHeads",
+                   opts=FED_OPTS + ["MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", num_classes_kept])
     return FastRCNNOutputLayers(cfg, ShapeSpec(channels=8))
 
 
@@ -170,7 +171,8 @@ def test_tiny_federated_training_and_inference(synthetic_root, tmp_path):
     with pytest.raises(ValueError, match="FED_LOSS_NUM_CLASSES \\(50\\) exceeds NUM_CLASSES \\+ 1 \\(25\\)"):
         train_net.setup(parser.parse_args(["--config-file", demo] + opts))
     # 8 of 24: the sampling of negatives is exercised.
-    cfg = train_net.setup(parser.parse_args(["--config-file", demo] + opts + ["MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", "8"]))
+    opts += ["MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", "8"]
+    cfg = train_net.setup(parser.parse_args(["--config-file", demo] + opts))
     trainer = train_net.Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
