@@ -4,24 +4,57 @@
     python projects/LDA/train_net.py --config-file configs/LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml --num-gpus 8
     python projects/LDA/train_net.py --config-file configs/LVIS-LDA/synthetic_lt_demo.yaml
     python projects/LDA/train_net.py --config-file ... --eval-only MODEL.WEIGHTS path/to/model_final.pth
+    # cRT stage 2 (after the baseline, trained with OUTPUT_DIR output/baseline_mask_rcnn_R_50_FPN_1x):
+    python projects/LDA/train_net.py --config-file configs/LVIS-LDA/crt_mask_rcnn_R_50_FPN_1x.yaml --num-gpus 8
 """
 import os
 import weakref
 
 import detectron2.utils.comm as comm
 from detectron2.config import get_cfg
+from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import LVISEvaluator, verify_results
 
 from lda_det import add_lda_config, restore_numpy_aliases
 from lda_det.checkpoint import AtomicDetectionCheckpointer
 from lda_det.data import ensure_available
+from lda_det.decoupling import keeping_initialisation, restrict_trainable_parameters
+from lda_det.samplers import TRAIN_SAMPLER_REGISTRY
 
 
 class Trainer(DefaultTrainer):
     """DefaultTrainer with LVIS evaluation and atomic checkpoints. The data loader is
     detectron2's: DatasetMapper (with masks) and DATALOADER.SAMPLER_TRAIN's sampler
-    (RepeatFactorTrainingSampler in our configs)."""
+    (RepeatFactorTrainingSampler in our configs; lda_det.samplers adds ClassBalancedTrainingSampler).
+    Two-stage methods (cRT) are configuration: MODEL.TRAINABLE_PARAMETERS / REINITIALIZED_PARAMETERS."""
+
+    @classmethod
+    def build_model(cls, cfg):
+        """detectron2's model with only MODEL.TRAINABLE_PARAMETERS trainable (all when empty); the
+        optimizer (detectron2's build_optimizer) skips parameters that do not require grad."""
+        return restrict_trainable_parameters(super().build_model(cfg), cfg.MODEL.TRAINABLE_PARAMETERS)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        name = cfg.DATALOADER.SAMPLER_TRAIN
+        if name not in TRAIN_SAMPLER_REGISTRY:
+            return super().build_train_loader(cfg)  # detectron2's samplers, as detectron2 builds them
+        # The sampler indexes the very list the loader reads: the same dataset dicts as detectron2's loader.
+        dataset = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None)
+        sampler = TRAIN_SAMPLER_REGISTRY.get(name).from_config(cfg, dataset)
+        return build_detection_train_loader(cfg, dataset=dataset, sampler=sampler)
+
+    def resume_or_load(self, resume=True):
+        """MODEL.REINITIALIZED_PARAMETERS keep their initialisation when MODEL.WEIGHTS is loaded
+        (cRT's fresh classifier); a resumed run takes everything from its own checkpoint."""
+        if resume and self.checkpointer.has_checkpoint():
+            return super().resume_or_load(resume)
+        with keeping_initialisation(self.checkpointer.model, self.cfg.MODEL.REINITIALIZED_PARAMETERS):
+            return super().resume_or_load(resume)
 
     def build_hooks(self):
         # Swap in the atomic checkpointer before the hooks (PeriodicCheckpointer) capture it.
@@ -60,6 +93,12 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    box_head = cfg.MODEL.ROI_BOX_HEAD
+    if box_head.USE_FED_LOSS and box_head.FED_LOSS_NUM_CLASSES > cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1:
+        # detectron2 would fail at the first step (torch.multinomial), e.g. with the default 50 on a 24-class set.
+        raise ValueError(f"MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES ({box_head.FED_LOSS_NUM_CLASSES}) exceeds "
+                         f"NUM_CLASSES + 1 ({cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1}): detectron2 cannot sample that "
+                         f"many classes; NUM_CLASSES + 1 already keeps them all (plain sigmoid cross-entropy)")
     # Fail here, naming the missing file, rather than deep inside a data loader.
     for name in cfg.DATASETS.TEST + (() if args.eval_only else cfg.DATASETS.TRAIN):
         ensure_available(name)

@@ -5,10 +5,13 @@ LDA's unbalanced (h') and balanced (h) classifiers trained with lda_core.LDALoss
 Select it with MODEL.ROI_HEADS.NAME: "LDAROIHeads" after add_lda_config(cfg).
 """
 from .compat import restore_numpy_aliases
-from .config import add_lda_config, add_seesaw_config
+from .config import add_decoupling_config, add_lda_config, add_seesaw_config
+from .decoupling import keeping_initialisation, restrict_trainable_parameters
 from .fast_rcnn import LDAClassification, LDAOutputLayers
 # Importing roi_heads registers LDAROIHeads / LDARes5ROIHeads in ROI_HEADS_REGISTRY.
 from .roi_heads import LDAROIHeads, LDARes5ROIHeads
+# DATALOADER.SAMPLER_TRAIN names beyond detectron2's (TRAIN_SAMPLER_REGISTRY, read by train_net.py).
+from .samplers import TRAIN_SAMPLER_REGISTRY, ClassBalancedTrainingSampler
 # Importing seesaw registers SeesawROIHeads (Seesaw Loss, Wang et al., CVPR 2021).
 from .seesaw import SeesawOutputLayers, SeesawROIHeads
 
@@ -17,5 +20,7 @@ from .seesaw import SeesawOutputLayers, SeesawROIHeads
 from . import backbone as _backbone  # noqa: F401  isort:skip
 from . import data as _data  # noqa: F401  isort:skip
 
-__all__ = ["add_lda_config", "add_seesaw_config", "restore_numpy_aliases", "LDAClassification",
-           "LDAOutputLayers", "LDAROIHeads", "LDARes5ROIHeads", "SeesawOutputLayers", "SeesawROIHeads"]
+__all__ = ["add_lda_config", "add_decoupling_config", "add_seesaw_config", "restore_numpy_aliases",
+           "LDAClassification", "LDAOutputLayers", "LDAROIHeads", "LDARes5ROIHeads", "SeesawOutputLayers",
+           "SeesawROIHeads", "ClassBalancedTrainingSampler", "TRAIN_SAMPLER_REGISTRY", "keeping_initialisation",
+           "restrict_trainable_parameters"]

@@ -1,11 +1,14 @@
-"""The MODEL.LDA.* config keys of the LDA ROI head, with their defaults."""
+"""The config keys of lda_det, with their defaults: MODEL.LDA.* (the LDA ROI head) and those of the compared
+heads (MODEL.SEESAW.*, MODEL.EQL.*, MODEL.EQLV2.*, the decoupling keys of cRT)."""
 from detectron2.config import CfgNode as CN
 
 
 def add_lda_config(cfg):
-    """Add the config keys of LDA (Peng et al., ACM MM 2021) to a detectron2 config."""
+    """Add the config keys of LDA (Peng et al., ACM MM 2021), and of the heads compared with it, to a
+    detectron2 config: one call gives every lda_det config file the keys it may set."""
     _C = cfg
     add_seesaw_config(_C)
+    add_decoupling_config(_C)
     _C.MODEL.LDA = CN()
     # Exponent `gamma` of the balance factor alpha = (delta acc)^gamma (Eq. 6).
     _C.MODEL.LDA.GAMMA = 1.5
@@ -79,3 +82,15 @@ def add_seesaw_config(cfg):
     _C.MODEL.SEESAW.TEMPERATURE = 20.0
     # Log the objectness / class accuracies every this many iterations (a host sync each time).
     _C.MODEL.SEESAW.LOG_PERIOD = 20
+def add_decoupling_config(cfg):
+    """Keys of two-stage training (cRT: Kang et al., "Decoupling Representation and Classifier for
+    Long-Tailed Recognition", ICLR 2020, Sec. 3/4): load MODEL.WEIGHTS, re-initialise and re-train only
+    the classifier. The class-balanced sampler is DATALOADER.SAMPLER_TRAIN "ClassBalancedTrainingSampler"."""
+    _C = cfg
+    # Parameter-name prefixes (as in model.named_parameters()) left trainable; every other parameter is
+    # frozen and BatchNorm layers left without a trainable parameter use their running statistics.
+    # Empty (default): all parameters train, as in plain detectron2.
+    _C.MODEL.TRAINABLE_PARAMETERS = ()
+    # Parameter-name prefixes that keep their fresh initialisation instead of MODEL.WEIGHTS' values
+    # (cRT's "randomly re-initialize the classifier", Kang et al. Sec. 4). Ignored when resuming.
+    _C.MODEL.REINITIALIZED_PARAMETERS = ()

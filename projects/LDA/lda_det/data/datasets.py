@@ -15,12 +15,15 @@ SYNTHETIC_LT_SPLITS = {"synthetic_lt_train": "train", "synthetic_lt_val": "val"}
 SYNTHETIC_DATASETS = {}
 
 
-def register_lvis_format(name: str, json_file: str, image_root: str, thing_classes, before_load=None) -> None:
+def register_lvis_format(name: str, json_file: str, image_root: str, thing_classes, before_load=None,
+                         class_image_count=None) -> None:
     """detectron2's register_lvis_instances for a dataset outside LVIS's built-in metadata.
 
     Category ids must be 1..C (as in LVIS). ``image_root`` is joined with the split folder
     of each image's coco_url, as detectron2's LVIS loader does. ``before_load`` runs before
-    the json is read (the synthetic dataset generates itself there).
+    the json is read (the synthetic dataset generates itself there). ``class_image_count``
+    (training images per category, in category id order) becomes the metadata of that name,
+    in the format of detectron2's builtin LVIS v1 metadata.
     """
     def load():
         if before_load is not None:
@@ -30,6 +33,12 @@ def register_lvis_format(name: str, json_file: str, image_root: str, thing_class
     DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="lvis",
                                   thing_classes=list(thing_classes))
+    if class_image_count is not None:
+        # detectron2's federated loss (MODEL.ROI_BOX_HEAD.USE_FED_LOSS) samples negative classes by
+        # MetadataCatalog.get(DATASETS.TRAIN[0]).class_image_count (data/detection_utils.py:
+        # get_fed_loss_cls_weights), which its builtin metadata gives LVIS v1 only.
+        MetadataCatalog.get(name).set(class_image_count=[
+            {"id": category_id, "image_count": int(count)} for category_id, count in enumerate(class_image_count, 1)])
 
 
 def register_synthetic_lt(root: str = None) -> None:
@@ -40,17 +49,22 @@ def register_synthetic_lt(root: str = None) -> None:
     root = root or synthetic_lt.default_root()
     for name, split in SYNTHETIC_LT_SPLITS.items():
         # detectron2's LVIS loader appends the split folder to image_root as a string.
+        # The json's categories carry these same image counts (synthetic_lt.generate writes them):
+        # known here without generating the data.
         register_lvis_format(name, synthetic_lt.json_path(root, split), root + os.sep, synthetic_lt.CATEGORY_NAMES,
-                             before_load=lambda: synthetic_lt.ensure_generated(root))
+                             before_load=lambda: synthetic_lt.ensure_generated(root),
+                             class_image_count=synthetic_lt.TRAIN_IMAGE_COUNTS)
         SYNTHETIC_DATASETS[name] = lambda: synthetic_lt.ensure_generated(root)
 
 
 def register_synthetic_lvis_profile(root: str = None) -> None:
     """Register "synthetic_lvis_profile_train" / "_val": synthetic_lt's images, LVIS v1's class profile."""
     root = root or synthetic_lvis_profile.default_root()
+    image_counts = synthetic_lvis_profile.lvis_profile().train_image_counts  # what generate() writes into the json
     for name, split in synthetic_lvis_profile.SPLITS.items():
         register_lvis_format(name, synthetic_lt.json_path(root, split), root + os.sep, synthetic_lt.CATEGORY_NAMES,
-                             before_load=lambda: synthetic_lvis_profile.ensure_generated(root))
+                             before_load=lambda: synthetic_lvis_profile.ensure_generated(root),
+                             class_image_count=image_counts)
         SYNTHETIC_DATASETS[name] = lambda: synthetic_lvis_profile.ensure_generated(root)
 
 
