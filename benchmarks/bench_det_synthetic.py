@@ -49,7 +49,8 @@ METHODS = {
     "seesaw": Method("Seesaw", "seesaw_mask_rcnn_R_50_FPN_1x.yaml", ("MODEL.ROI_HEADS.NAME", "SeesawROIHeads")),
     "crt": Method("cRT (from the baseline)", "crt_mask_rcnn_R_50_FPN_1x.yaml",
                   ("MODEL.ROI_HEADS.NAME", "StandardROIHeads", "DATALOADER.SAMPLER_TRAIN",
-                   "ClassBalancedTrainingSampler"), stage1="baseline"),
+                   "ClassBalancedTrainingSampler", "MODEL.TRAINABLE_PARAMETERS", "('roi_heads.box_predictor.cls_score',)",
+                   "MODEL.REINITIALIZED_PARAMETERS", "('roi_heads.box_predictor.cls_score',)"), stage1="baseline"),
     "lda": Method("LDA", "mask_rcnn_R_50_FPN_1x.yaml", ("MODEL.ROI_HEADS.NAME", "LDAROIHeads")),
 }
 
@@ -89,12 +90,13 @@ def dataset_scaled_opts(method: str, config_file: str, iters: int, stage1_dir: O
         stage1 = model_zoo.get_config("LVIS-LDA/" + METHODS["baseline"].lvis_config)
         fraction = lvis.SOLVER.MAX_ITER / stage1.SOLVER.MAX_ITER
         stage2_iters = max(1, round(fraction * (iters or cfg.SOLVER.MAX_ITER)))
+        # Steps and warm-up at the same fractions of stage 2, lr in the same ratio to stage 1's.
         steps = tuple(round(step / lvis.SOLVER.MAX_ITER * stage2_iters) for step in lvis.SOLVER.STEPS)
-        return ["MODEL.WEIGHTS", os.path.join(stage1_dir, "model_final.pth"), "MODEL.TRAINABLE_PARAMETERS",
-                str(tuple(lvis.MODEL.TRAINABLE_PARAMETERS)), "SOLVER.MAX_ITER", str(stage2_iters),
-                "SOLVER.STEPS", str(steps), "SOLVER.BASE_LR", str(lvis.SOLVER.BASE_LR / stage1.SOLVER.BASE_LR
-                                                                    * cfg.SOLVER.BASE_LR),
-                "SOLVER.WARMUP_ITERS", "0"]
+        warmup = round(lvis.SOLVER.WARMUP_ITERS / lvis.SOLVER.MAX_ITER * stage2_iters)
+        base_lr = lvis.SOLVER.BASE_LR / stage1.SOLVER.BASE_LR * cfg.SOLVER.BASE_LR
+        return ["MODEL.WEIGHTS", os.path.join(stage1_dir, "model_final.pth"), "SOLVER.MAX_ITER", str(stage2_iters),
+                "SOLVER.STEPS", str(steps), "SOLVER.WARMUP_ITERS", str(warmup),
+                "SOLVER.WARMUP_FACTOR", str(lvis.SOLVER.WARMUP_FACTOR), "SOLVER.BASE_LR", f"{base_lr:.6g}"]
     return []
 
 

@@ -1,0 +1,59 @@
+"""benchmarks/bench_det_synthetic.py trains each method with the keys of its LVIS config, and scales
+the dataset-dependent ones (EQL's lambda, the federated class count) to the LVIS-profile set."""
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from lda_det import model_zoo
+from lda_det.data import synthetic_lvis_profile
+from lda_det.data.lvis_v1_counts import NUM_TRAIN_IMAGES, lvis_v1_train_counts
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_det_synthetic",
+                                                  os.path.join(ROOT, "benchmarks", "bench_det_synthetic.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = load_bench()
+
+
+@pytest.mark.parametrize("method", list(BENCH.METHODS))
+def test_benchmark_keys_are_those_of_the_lvis_config(method):
+    lvis = model_zoo.get_config("LVIS-LDA/" + BENCH.METHODS[method].lvis_config)
+    opts = BENCH.METHODS[method].opts
+    for key, value in zip(opts[::2], opts[1::2]):
+        node = lvis
+        for part in key.split("."):
+            node = getattr(node, part)
+        assert str(node) == value, f"{method}: {key} is {node} in its LVIS config, {value} in the benchmark"
+    # Every method but the baseline differs from it in the keys the benchmark sets.
+    assert BENCH.METHODS[method].lvis_config.startswith("baseline") == (method == "baseline")
+
+
+def test_profile_image_count_keeps_rare_and_common_and_compresses_frequent():
+    top = lvis_v1_train_counts().image_count.max()
+    np.testing.assert_allclose(synthetic_lvis_profile.profile_image_count([1, 10, 100]), [1, 10, 100])
+    np.testing.assert_allclose(synthetic_lvis_profile.profile_image_count([101, top]),
+                               [101, synthetic_lvis_profile.MAX_FREQUENT_IMAGES])
+    # The config's repeat-factor threshold is LVIS's 1e-3 mapped the same way (100 of 802 images).
+    cfg = model_zoo.get_config("LVIS-LDA/synthetic_lvis_profile.yaml")
+    assert synthetic_lvis_profile.profile_frequency(1e-3, 802) == pytest.approx(cfg.DATALOADER.REPEAT_THRESHOLD,
+                                                                                abs=5e-4)
+
+
+def test_eql_threshold_on_the_profile_suppresses_the_share_of_classes_it_does_on_lvis():
+    """lambda = 1.76e-3 suppresses the LVIS classes in < 176.3 images: 876 of 1203 (72.8 %). Mapped onto the
+    profile (176.3 -> 123.8 images of 802) it suppresses 18 of its 24 classes (75.0 %): the same share, to
+    one class of 24."""
+    lam = model_zoo.get_config("LVIS-LDA/eql_mask_rcnn_R_50_FPN_1x.yaml").MODEL.EQL.LAMBDA
+    on_lvis = (lvis_v1_train_counts().image_count < lam * NUM_TRAIN_IMAGES).mean()
+    threshold = synthetic_lvis_profile.profile_frequency(lam, 802) * 802
+    on_profile = (synthetic_lvis_profile.lvis_profile().train_image_counts < threshold).mean()
+    assert abs(on_profile - on_lvis) <= 1 / 24
