@@ -91,6 +91,12 @@ def class_counts_for_model(cfg) -> Optional[List[int]]:
             return None
         return class_counts_from_config(cfg)
 
+    return _read_on_main_process(read, "LDA class counts")
+
+
+def _read_on_main_process(read, what: str):
+    """``read()`` on rank 0, broadcast to the other ranks (which read nothing); a failure on
+    rank 0 is raised on every rank instead of a hang."""
     if comm.get_world_size() == 1:
         return read()
     message = [None]
@@ -102,8 +108,38 @@ def class_counts_for_model(cfg) -> Optional[List[int]]:
     dist.broadcast_object_list(message, src=0)
     kind, value = message[0]
     if kind == "error":
-        raise RuntimeError(f"rank 0 could not read the LDA class counts: {value}")
+        raise RuntimeError(f"rank 0 could not read the {what}: {value}")
     return value
+
+
+def image_frequency_for_model(cfg) -> Optional[Tuple[List[int], int]]:
+    """EQL's class frequencies as (images containing each class, images with an annotation) of
+    DATASETS.TRAIN, f_j = first / second; None when the training files are not on disk (the
+    model then takes them from its checkpoint). LVIS v1 from the shipped table, without its json.
+    Read on rank 0 and broadcast, as class_counts_for_model."""
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+
+    def read():
+        names = list(cfg.DATASETS.TRAIN)
+        if not names:
+            raise ValueError("EQL's class frequencies need DATASETS.TRAIN to be set")
+        if not all(_shipped_counts(n, "image_count", num_classes) is not None or _on_disk(n)
+                   for n in names if n in DatasetCatalog.list()):
+            logger.info(f"Class frequencies: files of DATASETS.TRAIN {names} are not on disk; "
+                        f"the model takes them from its checkpoint (enough for inference, required for training)")
+            return None
+        counts = sum_over_datasets(names, "image_count", num_classes)
+        return counts.tolist(), sum(annotated_images(n, num_classes) for n in names)
+
+    return _read_on_main_process(read, "class frequencies")
+
+
+def annotated_images(dataset_name: str, num_classes: int) -> int:
+    """Images of a dataset with at least one annotation (the shipped constant for LVIS v1)."""
+    if dataset_name == lvis_v1_counts.DATASET_NAME and num_classes == 1203:
+        return lvis_v1_counts.NUM_ANNOTATED_TRAIN_IMAGES
+    ensure_available(dataset_name)
+    return sum(1 for record in DatasetCatalog.get(dataset_name) if record.get("annotations"))
 
 
 def class_counts_from_config(cfg) -> List[int]:
