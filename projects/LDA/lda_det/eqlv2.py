@@ -118,7 +118,9 @@ class EQLv2OutputLayers(FastRCNNOutputLayers):
     @torch.no_grad()
     def collect_gradients(self, statistics: torch.Tensor) -> None:
         """Add this step's (2, C) gradient sums, summed over all ranks, and update g_j."""
-        statistics = statistics.to(self.pos_grad.dtype)
+        # Contiguous: all_reduce of a strided view (the (2, C + 1) sums without background) is not
+        # reduced correctly by gloo.
+        statistics = statistics.to(self.pos_grad.dtype).contiguous()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(statistics)
         self.pos_grad += statistics[0]
