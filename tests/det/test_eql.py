@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from detectron2.data import DatasetCatalog
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 from detectron2.modeling.box_regression import Box2BoxTransform
@@ -11,6 +12,7 @@ from detectron2.utils.events import EventStorage
 
 import lda_det
 from lda_det import EQLOutputLayers, model_zoo
+from lda_det.class_counts import image_frequency_for_model
 
 from .conftest import tiny_cfg
 from .eql_helpers import few_val_images, train_then_eval_only  # noqa: F401 (a fixture)
@@ -108,6 +110,17 @@ def test_frequencies_travel_in_the_checkpoint():
     unknown.load_state_dict(trained.state_dict())
     assert unknown.frequencies_known and unknown.image_counts.tolist() == IMAGE_COUNTS
     assert torch.equal(unknown.rare_classes(), trained.rare_classes())
+
+
+def test_frequencies_of_a_dataset_on_disk(synthetic_root):
+    """f_j's inputs from DATASETS.TRAIN: images containing each class, over images with an annotation."""
+    cfg = tiny_cfg(opts=["MODEL.ROI_HEADS.NAME", "EQLROIHeads"])
+    records = DatasetCatalog.get("synthetic_lt_train")
+    expected = [sum(any(a["category_id"] == c for a in r["annotations"]) for r in records) for c in range(24)]
+    counts, num_images = image_frequency_for_model(cfg)
+    assert counts == expected and num_images == sum(bool(r["annotations"]) for r in records)
+    cfg.DATASETS.TRAIN = ()
+    assert image_frequency_for_model(cfg) is None  # nothing to count: inference only
 
 
 def test_lvis_v1_config_builds_without_lvis_data(monkeypatch, tmp_path):

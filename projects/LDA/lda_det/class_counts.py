@@ -121,25 +121,26 @@ def image_frequency_for_model(cfg) -> Optional[Tuple[List[int], int]]:
 
     def read():
         names = list(cfg.DATASETS.TRAIN)
-        if not names:
-            raise ValueError("EQL's class frequencies need DATASETS.TRAIN to be set")
-        if not all(_shipped_counts(n, "image_count", num_classes) is not None or _on_disk(n)
-                   for n in names if n in DatasetCatalog.list()):
-            logger.info(f"Class frequencies: files of DATASETS.TRAIN {names} are not on disk; "
+        if not names or not all(_shipped_counts(n, "image_count", num_classes) is not None or _on_disk(n)
+                                for n in names if n in DatasetCatalog.list()):
+            logger.info(f"Class frequencies: DATASETS.TRAIN {names} is empty or not on disk; "
                         f"the model takes them from its checkpoint (enough for inference, required for training)")
             return None
-        counts = sum_over_datasets(names, "image_count", num_classes)
-        return counts.tolist(), sum(annotated_images(n, num_classes) for n in names)
+        counts, images = np.zeros(num_classes, dtype=np.int64), 0
+        for name in names:
+            shipped = _shipped_counts(name, "image_count", num_classes)
+            if shipped is not None:
+                counts, images = counts + shipped, images + lvis_v1_counts.NUM_ANNOTATED_TRAIN_IMAGES
+                continue
+            ensure_available(name)
+            dicts = DatasetCatalog.get(name)  # loaded once for both numbers
+            counts = counts + image_counts(dicts, num_classes)
+            images += sum(1 for record in dicts if record.get("annotations"))
+        logger.info(f"Class frequencies (image counts / {images} annotated images) of {names}: "
+                    f"min {counts.min()}, max {counts.max()}")
+        return counts.tolist(), images
 
     return _read_on_main_process(read, "class frequencies")
-
-
-def annotated_images(dataset_name: str, num_classes: int) -> int:
-    """Images of a dataset with at least one annotation (the shipped constant for LVIS v1)."""
-    if dataset_name == lvis_v1_counts.DATASET_NAME and num_classes == 1203:
-        return lvis_v1_counts.NUM_ANNOTATED_TRAIN_IMAGES
-    ensure_available(dataset_name)
-    return sum(1 for record in DatasetCatalog.get(dataset_name) if record.get("annotations"))
 
 
 def class_counts_from_config(cfg) -> List[int]:
