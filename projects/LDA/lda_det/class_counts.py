@@ -91,6 +91,12 @@ def class_counts_for_model(cfg) -> Optional[List[int]]:
             return None
         return class_counts_from_config(cfg)
 
+    return _read_on_main_process(read, "LDA class counts")
+
+
+def _read_on_main_process(read, what: str):
+    """``read()`` on rank 0, broadcast to the other ranks (which read nothing); a failure on
+    rank 0 is raised on every rank instead of a hang."""
     if comm.get_world_size() == 1:
         return read()
     message = [None]
@@ -102,8 +108,39 @@ def class_counts_for_model(cfg) -> Optional[List[int]]:
     dist.broadcast_object_list(message, src=0)
     kind, value = message[0]
     if kind == "error":
-        raise RuntimeError(f"rank 0 could not read the LDA class counts: {value}")
+        raise RuntimeError(f"rank 0 could not read the {what}: {value}")
     return value
+
+
+def image_frequency_for_model(cfg) -> Optional[Tuple[List[int], int]]:
+    """EQL's class frequencies as (images containing each class, images with an annotation) of
+    DATASETS.TRAIN, f_j = first / second; None when the training files are not on disk (the
+    model then takes them from its checkpoint). LVIS v1 from the shipped table, without its json.
+    Read on rank 0 and broadcast, as class_counts_for_model."""
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+
+    def read():
+        names = list(cfg.DATASETS.TRAIN)
+        if not names or not all(_shipped_counts(n, "image_count", num_classes) is not None or _on_disk(n)
+                                for n in names if n in DatasetCatalog.list()):
+            logger.info(f"Class frequencies: DATASETS.TRAIN {names} is empty or not on disk; "
+                        f"the model takes them from its checkpoint (enough for inference, required for training)")
+            return None
+        counts, images = np.zeros(num_classes, dtype=np.int64), 0
+        for name in names:
+            shipped = _shipped_counts(name, "image_count", num_classes)
+            if shipped is not None:
+                counts, images = counts + shipped, images + lvis_v1_counts.NUM_ANNOTATED_TRAIN_IMAGES
+                continue
+            ensure_available(name)
+            dicts = DatasetCatalog.get(name)  # loaded once for both numbers
+            counts = counts + image_counts(dicts, num_classes)
+            images += sum(1 for record in dicts if record.get("annotations"))
+        logger.info(f"Class frequencies (image counts / {images} annotated images) of {names}: "
+                    f"min {counts.min()}, max {counts.max()}")
+        return counts.tolist(), images
+
+    return _read_on_main_process(read, "class frequencies")
 
 
 def class_counts_from_config(cfg) -> List[int]:

@@ -8,6 +8,8 @@ def add_lda_config(cfg):
     detectron2 config: one call gives every lda_det config file the keys it may set."""
     _C = cfg
     add_seesaw_config(_C)
+    add_eql_config(_C)
+    add_eqlv2_config(_C)
     add_decoupling_config(_C)
     _C.MODEL.LDA = CN()
     # Exponent `gamma` of the balance factor alpha = (delta acc)^gamma (Eq. 6).
@@ -82,6 +84,8 @@ def add_seesaw_config(cfg):
     _C.MODEL.SEESAW.TEMPERATURE = 20.0
     # Log the objectness / class accuracies every this many iterations (a host sync each time).
     _C.MODEL.SEESAW.LOG_PERIOD = 20
+
+
 def add_decoupling_config(cfg):
     """Keys of two-stage training (cRT: Kang et al., "Decoupling Representation and Classifier for
     Long-Tailed Recognition", ICLR 2020, Sec. 3/4): load MODEL.WEIGHTS, re-initialise and re-train only
@@ -94,3 +98,37 @@ def add_decoupling_config(cfg):
     # Parameter-name prefixes that keep their fresh initialisation instead of MODEL.WEIGHTS' values
     # (cRT's "randomly re-initialize the classifier", Kang et al. Sec. 4). Ignored when resuming.
     _C.MODEL.REINITIALIZED_PARAMETERS = ()
+
+
+def add_eql_config(cfg):
+    """MODEL.EQL.*: the Equalization Loss (Tan et al., CVPR 2020), ROI head "EQLROIHeads"."""
+    _C = cfg
+    _C.MODEL.EQL = CN()
+    # Frequency threshold `lambda` of T_lambda(f_j) in w_j = 1 - E(r) T_lambda(f_j) (1 - y_j) (Eq. 3-5):
+    # classes whose image frequency f_j (images containing j / annotated training images) is below it
+    # get no negative gradient from foreground proposals. 1.76e-3: the paper's value for LVIS v0.5 (Sec. 4.3); eql.detectron2 uses 0.00177 (v0.5);
+    # for LVIS v1 the official eqlv2 repo uses 0.0011 (configs/end2end/eql_r50_8x2_1x.py).
+    _C.MODEL.EQL.LAMBDA = 1.76e-3
+    # Prior probability `pi` of the C sigmoid classifiers at initialisation, bias -log((1 - pi) / pi)
+    # (official eql.detectron2, projects/EQL/eql/cfg.py PRIOR_PROB = 0.001, fast_rcnn.py).
+    _C.MODEL.EQL.PRIOR_PROB = 0.001
+    # Log the classification accuracy every this many iterations (a host sync each time).
+    _C.MODEL.EQL.LOG_PERIOD = 20
+
+
+def add_eqlv2_config(cfg):
+    """MODEL.EQLV2.*: Equalization Loss v2 (Tan et al., CVPR 2021), ROI head "EQLv2ROIHeads"."""
+    _C = cfg
+    _C.MODEL.EQLV2 = CN()
+    # `gamma` of the mapping f(x) = 1 / (1 + exp(-gamma (x - mu))) of the accumulated positive /
+    # negative gradient ratio g_j to the negative weight (official eqlv2 mmdet/models/losses/eqlv2.py).
+    _C.MODEL.EQLV2.GAMMA = 12.0
+    # `mu` of the mapping f (official default 0.8).
+    _C.MODEL.EQLV2.MU = 0.8
+    # `alpha` of the positive weight 1 + alpha (1 - f(g_j)) (official default 4).
+    _C.MODEL.EQLV2.ALPHA = 4.0
+    # Inference score sigmoid(z_j) x (1 - sigmoid(z_bg)): the background column acts as objectness, as the
+    # official get_activation does (test_with_obj=True by default); False scores sigmoid(z_j) alone.
+    _C.MODEL.EQLV2.TEST_WITH_OBJ = True
+    # Log the classification accuracy and the class weights every this many iterations (a host sync).
+    _C.MODEL.EQLV2.LOG_PERIOD = 20

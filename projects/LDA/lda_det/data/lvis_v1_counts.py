@@ -18,6 +18,11 @@ DATASET_NAME = "lvis_v1_train"
 # Images of LVIS v1 train (lvisdataset.org; len(lvis_v1_train.json["images"])): the denominator
 # of the category frequencies that repeat-factor sampling uses (tools/loss_scale.py).
 NUM_TRAIN_IMAGES = 100170
+# Images of LVIS v1 train with at least one annotation: the denominator of EQL's image-count frequency
+# f_j = image_count_j / this (the official tables: eqlv2 mmdet/utils/lvis_v1_0_categories.py gives
+# image_count / image_count_frequency = 99388 for every class; eql.detectron2 counts
+# len(set(image_id of the annotations)) for v0.5).
+NUM_ANNOTATED_TRAIN_IMAGES = 99388
 
 
 class CategoryCounts(NamedTuple):
