@@ -71,6 +71,7 @@ def dataset_scaled_opts(method: str, config_file: str, iters: int, stage1_dir: O
     from lda_det import model_zoo
     from lda_det.data import synthetic_lvis_profile
     from lda_det.data.datasets import ensure_available
+    from lda_det.data.lvis_v1_counts import NUM_ANNOTATED_TRAIN_IMAGES
 
     cfg = model_zoo.get_config(os.path.relpath(config_file, os.path.join(ROOT, "configs")))
     lvis = model_zoo.get_config("LVIS-LDA/" + METHODS[method].lvis_config)
@@ -79,8 +80,11 @@ def dataset_scaled_opts(method: str, config_file: str, iters: int, stage1_dir: O
         if not train.startswith(synthetic_lvis_profile.NAME):
             raise SystemExit("EQL's threshold is mapped onto the LVIS-profile set only; pass its config")
         ensure_available(train)
-        # f_j < lambda selects the same LVIS categories (the 73 % with < 176 images at 1.76e-3).
-        threshold = synthetic_lvis_profile.profile_frequency(lvis.MODEL.EQL.LAMBDA, len(DatasetCatalog.get(train)))
+        # f_j = images with class j / images with an annotation (EQL's denominator); lambda = 1.1e-3 of LVIS's
+        # 99,388 is 109 images, 815 of its 1203 classes: mapped so that it separates the same categories.
+        annotated = sum(1 for record in DatasetCatalog.get(train) if record["annotations"])
+        threshold = synthetic_lvis_profile.profile_frequency(lvis.MODEL.EQL.LAMBDA, annotated,
+                                                             lvis_num_images=NUM_ANNOTATED_TRAIN_IMAGES)
         return ["MODEL.EQL.LAMBDA", f"{threshold:.6g}"]
     if method == "federated":
         # The same fraction of the classes as LVIS's 50 of 1203 (at least the ground-truth classes are kept).

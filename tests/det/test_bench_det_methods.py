@@ -8,7 +8,7 @@ import pytest
 
 from lda_det import model_zoo
 from lda_det.data import synthetic_lvis_profile
-from lda_det.data.lvis_v1_counts import NUM_TRAIN_IMAGES, lvis_v1_train_counts
+from lda_det.data.lvis_v1_counts import NUM_ANNOTATED_TRAIN_IMAGES, lvis_v1_train_counts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,11 +49,12 @@ def test_profile_image_count_keeps_rare_and_common_and_compresses_frequent():
 
 
 def test_eql_threshold_on_the_profile_suppresses_the_share_of_classes_it_does_on_lvis():
-    """lambda = 1.76e-3 suppresses the LVIS classes in < 176.3 images: 876 of 1203 (72.8 %). Mapped onto the
-    profile (176.3 -> 123.8 images of 802) it suppresses 18 of its 24 classes (75.0 %): the same share, to
-    one class of 24."""
+    """The LVIS v1 config's lambda = 1.1e-3 of 99,388 annotated images (109.3 images) suppresses 815 of 1203
+    classes (67.7 %); mapped onto the profile (109.3 -> 104.2 images) it suppresses 16 of 24 (66.7 %):
+    the same share, to one class of 24."""
     lam = model_zoo.get_config("LVIS-LDA/eql_mask_rcnn_R_50_FPN_1x.yaml").MODEL.EQL.LAMBDA
-    on_lvis = (lvis_v1_train_counts().image_count < lam * NUM_TRAIN_IMAGES).mean()
-    threshold = synthetic_lvis_profile.profile_frequency(lam, 802) * 802
+    on_lvis = (lvis_v1_train_counts().image_count < lam * NUM_ANNOTATED_TRAIN_IMAGES).mean()
+    assert round(on_lvis * 1203) == 815
+    threshold = synthetic_lvis_profile.profile_frequency(lam, 802, lvis_num_images=NUM_ANNOTATED_TRAIN_IMAGES) * 802
     on_profile = (synthetic_lvis_profile.lvis_profile().train_image_counts < threshold).mean()
     assert abs(on_profile - on_lvis) <= 1 / 24

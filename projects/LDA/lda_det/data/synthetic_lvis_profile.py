@@ -82,10 +82,11 @@ def profile_image_count(lvis_image_count):
     return np.where(images < LVIS_FREQUENT_MIN, images, frequent)
 
 
-def profile_frequency(lvis_frequency: float, num_train_images: int) -> float:
-    """An image-frequency threshold of LVIS v1 (a fraction of its 100,170 training images, as RFS's 1e-3 or
-    EQL's lambda) as the fraction of this profile's ``num_train_images`` that separates the same categories."""
-    return float(profile_image_count(lvis_frequency * NUM_TRAIN_IMAGES)) / num_train_images
+def profile_frequency(lvis_frequency: float, num_train_images: int, lvis_num_images: int = NUM_TRAIN_IMAGES) -> float:
+    """An image-frequency threshold of LVIS v1 (a fraction of its ``lvis_num_images`` training images, as
+    RFS's 1e-3 of all 100,170 or EQL's lambda of the 99,388 annotated ones) as the fraction of this
+    profile's ``num_train_images`` that separates the same categories."""
+    return float(profile_image_count(lvis_frequency * lvis_num_images)) / num_train_images
 
 
 def default_root() -> str:
