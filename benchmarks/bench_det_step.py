@@ -1,16 +1,19 @@
 #!/usr/bin/env python
-"""Training-iteration time of the LDA ROI head relative to detectron2's StandardROIHeads.
+"""Training-iteration time of lda_det's ROI heads relative to detectron2's StandardROIHeads.
 
     nice -n 10 python benchmarks/bench_det_step.py [--config-file configs/LVIS-LDA/synthetic_lt_demo.yaml]
-        [--rounds 10] [--steps-per-round 5] [--threads 1] [--json results.json] [KEY VALUE ...]
+        [--methods baseline lda eql eqlv2 seesaw federated crt] [--rounds 10] [--steps-per-round 5]
+        [--threads 1] [--json results.json] [KEY VALUE ...]
 
-Builds both models from the same config (only MODEL.ROI_HEADS.NAME differs) and the
-same seed, feeds them the same pre-loaded batches, and times full training steps
-(forward, backward, SGD step) in interleaved blocks, so that machine load hits both
-alike. Prints per-step medians and the ratio LDA / standard (target: under 1.03); on CUDA
-also each head's peak GPU memory (torch.cuda.max_memory_allocated over its steps; both
-models stay resident, so the step's own share is also given: peak minus what was
-allocated when its block began).
+Builds every method's model from the same config (only the method's keys differ: those of
+benchmarks/bench_det_synthetic.py's METHODS, i.e. of its LVIS config; the federated loss keeps
+at most NUM_CLASSES + 1 classes; cRT is its stage 2, everything frozen but the classifier, from
+the initialisation) and the same seed, feeds them the same pre-loaded batches, and times full
+training steps (forward, backward, SGD step) in interleaved blocks, so that machine load hits all
+alike. Prints per-step medians and each method's ratio to the baseline (LDA's target: under 1.03);
+on CUDA also each head's peak GPU memory (torch.cuda.max_memory_allocated over its steps; all
+models stay resident, so the step's own share is also given: peak minus what was allocated when
+its block began). Default --methods: baseline and lda.
 """
 import argparse
 import json
@@ -23,10 +26,24 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(os.path.dirname(HERE), "configs", "LVIS-LDA", "synthetic_lt_demo.yaml")
-HEADS = ("StandardROIHeads", "LDAROIHeads")
 
 
-def build(config_file, head, opts):
+def load_methods():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_det_synthetic", os.path.join(HERE, "bench_det_synthetic.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.METHODS
+
+
+def method_opts(method, methods, cfg_classes: int):
+    opts = list(methods[method].opts)
+    if method == "federated":  # detectron2 samples this many classes: at most all of them and the background
+        opts += ["MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", str(min(50, cfg_classes + 1))]
+    return opts
+
+
+def build(config_file, method_keys, opts):
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
     from detectron2.solver import build_optimizer
@@ -35,10 +52,13 @@ def build(config_file, head, opts):
     cfg = get_cfg()
     add_lda_config(cfg)
     cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts) + ["MODEL.ROI_HEADS.NAME", head])
+    cfg.merge_from_list(list(opts) + list(method_keys))
     torch.manual_seed(0)
     model = build_model(cfg)
     model.train()
+    if cfg.MODEL.TRAINABLE_PARAMETERS:  # cRT's stage 2, as train_net.Trainer.build_model freezes it
+        from lda_det.decoupling import restrict_trainable_parameters
+        restrict_trainable_parameters(model, cfg.MODEL.TRAINABLE_PARAMETERS)
     return cfg, model, build_optimizer(cfg, model)
 
 
@@ -58,6 +78,8 @@ def main():
     parser.add_argument("--steps-per-round", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--num-batches", type=int, default=6)
+    parser.add_argument("--methods", nargs="+", default=["baseline", "lda"],
+                        help="bench_det_synthetic.py's METHODS; each is compared with the baseline")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
@@ -67,7 +89,11 @@ def main():
     from detectron2.data import build_detection_train_loader
     from detectron2.utils.events import EventStorage
 
-    models = {head: build(args.config_file, head, args.opts) for head in HEADS}
+    methods = load_methods()
+    heads = list(dict.fromkeys(["baseline"] + args.methods))  # the baseline is the reference
+    classes = build(args.config_file, [], args.opts)[0].MODEL.ROI_HEADS.NUM_CLASSES
+    models = {head: build(args.config_file, method_opts(head, methods, classes), args.opts) for head in heads}
+    HEADS = heads
     cfg = models[HEADS[0]][0]
     loader = iter(build_detection_train_loader(cfg))
     batches = [next(loader) for _ in range(args.num_batches)]
@@ -99,18 +125,21 @@ def main():
     print(f"config {os.path.relpath(args.config_file)}, overrides {args.opts or 'none'}, device {device}, "
           f"{torch.get_num_threads()} thread(s), batch {cfg.SOLVER.IMS_PER_BATCH}, "
           f"{args.rounds} interleaved rounds x {args.steps_per_round} steps")
-    print("| ROI head | median step (s) | mean step (s) |")
-    print("|---|---|---|")
-    for head in HEADS:
-        print(f"| {head} | {statistics.median(times[head]):.4f} | {statistics.mean(times[head]):.4f} |")
-    ratio_median = statistics.median(times["LDAROIHeads"]) / statistics.median(times["StandardROIHeads"])
-    ratio_total = sum(times["LDAROIHeads"]) / sum(times["StandardROIHeads"])
-    # Per round, the two heads ran back to back: the median of those ratios resists load drift.
     k = args.steps_per_round
-    per_round = [statistics.median(times["LDAROIHeads"][r * k:(r + 1) * k])
-                 / statistics.median(times["StandardROIHeads"][r * k:(r + 1) * k]) for r in range(args.rounds)]
-    print(f"LDA / standard: {statistics.median(per_round):.3f} (median of per-round ratios), "
-          f"{ratio_median:.3f} (ratio of medians), {ratio_total:.3f} (totals); target < 1.03")
+    # Per round, the heads ran back to back: the median of those ratios resists load drift.
+    per_round = {head: [statistics.median(times[head][r * k:(r + 1) * k])
+                        / statistics.median(times["baseline"][r * k:(r + 1) * k]) for r in range(args.rounds)]
+                 for head in HEADS}
+    print("| method | median step (s) | mean step (s) | / baseline (median of per-round ratios) |")
+    print("|---|---|---|---|")
+    for head in HEADS:
+        print(f"| {head} | {statistics.median(times[head]):.4f} | {statistics.mean(times[head]):.4f} | "
+              f"{statistics.median(per_round[head]):.3f} |")
+    if "lda" in HEADS:
+        ratio_median = statistics.median(times["lda"]) / statistics.median(times["baseline"])
+        ratio_total = sum(times["lda"]) / sum(times["baseline"])
+        print(f"LDA / standard: {statistics.median(per_round['lda']):.3f} (median of per-round ratios), "
+              f"{ratio_median:.3f} (ratio of medians), {ratio_total:.3f} (totals); target < 1.03")
     if on_cuda:
         print(f"device {torch.cuda.get_device_name()}: peak memory (MB, both models resident / the step's own): "
               + ", ".join(f"{head} {peak_mb[head]:.0f} / {step_peak_mb[head]:.0f}" for head in HEADS))
@@ -121,7 +150,11 @@ def main():
                        "batch": cfg.SOLVER.IMS_PER_BATCH, "rounds": args.rounds,
                        "steps_per_round": args.steps_per_round,
                        "median_step_s": {head: statistics.median(times[head]) for head in HEADS},
-                       "median_round_ratio": statistics.median(per_round), "ratio_of_medians": ratio_median,
+                       "median_round_ratio_to_baseline": {head: statistics.median(per_round[head])
+                                                          for head in HEADS},
+                       # LDA / baseline, the figure gpu_validate_summary.py reports:
+                       "median_round_ratio": statistics.median(per_round["lda"]) if "lda" in HEADS else None,
+                       "ratio_of_medians": ratio_median if "lda" in HEADS else None,
                        "peak_memory_mb": peak_mb or None, "step_peak_memory_mb": step_peak_mb or None},
                       handle, indent=2)
 

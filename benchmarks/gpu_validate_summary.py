@@ -97,12 +97,12 @@ def summarize(work: str, out: str, dry_run: bool) -> str:
     if det_step:
         steps = det_step["median_step_s"]
         text = (f"{det_step['median_round_ratio']:.3f} (median per-round ratio; standard "
-                f"{1000 * steps['StandardROIHeads']:.1f} ms, LDA {1000 * steps['LDAROIHeads']:.1f} ms; "
+                f"{1000 * steps['baseline']:.1f} ms, LDA {1000 * steps['lda']:.1f} ms; "
                 f"{det_step['config']}, batch {det_step['batch']})")
         if det_step.get("peak_memory_mb"):
             peak, own = det_step["peak_memory_mb"], det_step["step_peak_memory_mb"]
-            text += (f"; peak memory standard {peak['StandardROIHeads']:.0f} MB (step {own['StandardROIHeads']:.0f}),"
-                     f" LDA {peak['LDAROIHeads']:.0f} MB (step {own['LDAROIHeads']:.0f})")
+            text += (f"; peak memory standard {peak['baseline']:.0f} MB (step {own['baseline']:.0f}),"
+                     f" LDA {peak['lda']:.0f} MB (step {own['lda']:.0f})")
         rows.append(("detection step, LDA / standard ROI head", f"{text} ({state('det_step')})"))
     else:
         rows.append(("detection step, LDA / standard ROI head", state("det_step")))

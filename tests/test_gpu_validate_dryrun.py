@@ -128,7 +128,7 @@ def test_gpu_validate_dry_run_passes_with_numpy_2(tmp_path):
     figures = json.loads((out / "figures.json").read_text())
     assert all(state == "ok" for state, _ in figures["status"].values()), figures["status"]
     assert figures["cls_step"]["ce_step_s"] > 0 and figures["cls_step"]["lda_step_s"] > 0
-    assert set(figures["det_step"]["median_step_s"]) == {"StandardROIHeads", "LDAROIHeads"}
+    assert set(figures["det_step"]["median_step_s"]) == {"baseline", "lda"}
     for method in ("ce", "lda"):
         results = figures["cifar10_lt"][method]
         assert results["num_train_images"] == 242 and results["num_test_images"] == 100  # 100 x 0.01^(i/9)
