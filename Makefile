@@ -24,10 +24,12 @@ bench-cls:
 	$(PY) benchmarks/bench_cls_accuracy.py --out /tmp/bench_cls
 	$(PY) benchmarks/bench_cls_step.py
 
+# Every detection head on the LVIS-profile synthetic set, 3 seeds (projects/LDA/README.md's table); resumable.
 bench-det:
-	$(PY) benchmarks/bench_det_synthetic.py
+	$(PY) benchmarks/bench_det_synthetic.py --seeds 1 2 3 --iters 200 --output-dir /tmp/bench_det_methods
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_det_step.py
 
-# Very long on a CPU: all 20 compared methods on CIFAR-10-LT (needs ../shared/data); resumable.
+# Long on a CPU: all 20 compared methods on CIFAR-10-LT (needs ../shared/data), the README's
+# 2-epoch schedule; resumable.
 bench-methods:
-	$(PY) benchmarks/bench_methods.py --out /tmp/bench_methods
+	$(PY) benchmarks/bench_methods.py --out /tmp/bench_methods_e2 --epochs 2 --stage2-epochs 2 --jobs 2 --threads 1
