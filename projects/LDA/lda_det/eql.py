@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, cat
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
@@ -28,22 +28,11 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from .class_counts import image_frequency_for_model
+from .proposals import sampled_targets
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EQLOutputLayers", "EQLROIHeads", "equalization_loss", "sampled_targets"]
-
-
-def sampled_targets(proposals: List[Instances], device):
-    """(gt_classes, proposal_boxes, gt_boxes) of the sampled proposals, as FastRCNNOutputLayers.losses."""
-    if not len(proposals):
-        return (torch.empty(0, dtype=torch.long, device=device),) + (torch.empty((0, 4), device=device),) * 2
-    gt_classes = cat([p.gt_classes for p in proposals], dim=0)
-    proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
-    assert not proposal_boxes.requires_grad, "Proposals should not require gradients!"
-    # Negatives may lack gt_boxes; their placeholder value is never used.
-    gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0)
-    return gt_classes, proposal_boxes, gt_boxes
+__all__ = ["EQLOutputLayers", "EQLROIHeads", "equalization_loss"]
 
 
 def equalization_loss(logits: torch.Tensor, gt_classes: torch.Tensor, rare: torch.Tensor) -> torch.Tensor:

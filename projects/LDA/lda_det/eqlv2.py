@@ -26,7 +26,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_c
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from .eql import sampled_targets
+from .proposals import sampled_targets
 
 __all__ = ["EQLv2OutputLayers", "EQLv2ROIHeads", "eqlv2_loss", "gradient_statistics"]
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, cat, cross_entropy, nonzero_tuple
+from detectron2.layers import ShapeSpec, cross_entropy, nonzero_tuple
 from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
@@ -31,6 +31,7 @@ from detectron2.utils.events import get_event_storage
 from lda_core import LDALoss
 
 from .class_counts import class_counts_for_model
+from .proposals import sampled_targets
 
 logger = logging.getLogger(__name__)
 
@@ -164,15 +165,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         with the default "sampled" normalization) and "loss_box_reg".
         """
         classification, proposal_deltas = predictions
-        if len(proposals):
-            gt_classes = cat([p.gt_classes for p in proposals], dim=0)
-            proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
-            assert not proposal_boxes.requires_grad, "Proposals should not require gradients!"
-            # Negatives may lack gt_boxes; their placeholder value is never used.
-            gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0)
-        else:
-            gt_classes = torch.empty(0, dtype=torch.long, device=proposal_deltas.device)
-            proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
+        gt_classes, proposal_boxes, gt_boxes = sampled_targets(proposals, proposal_deltas.device)
 
         if not self.class_counts_known:
             raise RuntimeError("LDAOutputLayers has no class counts n_y to train with: the files of "

@@ -31,12 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, cat
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
+
+from .proposals import sampled_targets
 
 logger = logging.getLogger(__name__)
 
@@ -174,15 +176,7 @@ class SeesawOutputLayers(FastRCNNOutputLayers):
         on the global batch.
         """
         scores, proposal_deltas = predictions
-        if len(proposals):
-            gt_classes = cat([p.gt_classes for p in proposals], dim=0)
-            proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
-            assert not proposal_boxes.requires_grad, "Proposals should not require gradients!"
-            # Negatives may lack gt_boxes; their placeholder value is never used.
-            gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0)
-        else:
-            gt_classes = torch.empty(0, dtype=torch.long, device=proposal_deltas.device)
-            proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
+        gt_classes, proposal_boxes, gt_boxes = sampled_targets(proposals, proposal_deltas.device)
 
         class_logits, objectness_logits = self.split_scores(scores)
         is_labelled = gt_classes >= 0
