@@ -2,26 +2,15 @@
 
 On a GPU, `.item()`, `bool(tensor)`, `.tolist()`, `torch.unique` and boolean-mask
 indexing all synchronise with the host. They show up in PyTorch's dispatcher as
-the ops below, so recording the dispatched ops on the CPU finds them without a GPU.
+the ops of tests/dispatched_ops.py, so recording the dispatched ops on the CPU finds them without a GPU.
 """
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import lda_core.loss
 from lda_core import LDALoss
 
-SYNCING_OPS = ("_local_scalar_dense", "nonzero", "unique", "masked_select", "_assert_async")
-
-
-class RecordOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
+from ..dispatched_ops import SYNCING_OPS, RecordOps
 
 
 def record_training_step(targets, monkeypatch, num_classes=50, scaling="official", valid=None):

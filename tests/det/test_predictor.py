@@ -33,14 +33,14 @@ def make_predictor(**kwargs):
     return predictor
 
 
-def make_proposals(gt_classes_per_image):
-    """One Instances per image with proposal / gt boxes and the given gt_classes."""
+def make_proposals(gt_classes_per_image, dtype=torch.float32):
+    """One Instances per image with proposal / gt boxes (of ``dtype``) and the given gt_classes."""
     generator = torch.Generator().manual_seed(1)
     proposals = []
     for gt_classes in gt_classes_per_image:
         n = len(gt_classes)
-        xy = torch.rand(n, 2, generator=generator) * 50
-        wh = torch.rand(n, 2, generator=generator) * 30 + 5
+        xy = torch.rand(n, 2, generator=generator, dtype=dtype) * 50
+        wh = torch.rand(n, 2, generator=generator, dtype=dtype) * 30 + 5
         instances = Instances((100, 100))
         instances.proposal_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
         instances.gt_boxes = Boxes(torch.cat([xy + 2, xy + wh - 1], dim=1))

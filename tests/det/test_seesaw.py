@@ -14,16 +14,16 @@ from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.engine import launch
 from detectron2.modeling import ROI_HEADS_REGISTRY, build_model
-from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import lda_det
 from lda_det import SeesawOutputLayers, SeesawROIHeads, add_lda_config, model_zoo
 from lda_det.seesaw import NormedLinear, seesaw_cross_entropy, seesaw_log_factors
 
+from ..dispatched_ops import SYNCING_OPS, RecordOps
 from .conftest import DEMO_CONFIG, load_train_net, tiny_cfg, tiny_opts
 from .seesaw_worker import STEPS, make_predictor, rank_batch, seesaw_on_rank, train_steps
+from .test_predictor import make_proposals
 
 P, Q, EPS = 0.8, 2.0, 1e-2
 COUNTS = [100, 10, 1]  # N of classes 0, 1, 2
@@ -110,23 +110,8 @@ def hand_batch():
     """Scores (5, C + 2) and proposals: ROWS as positives, then 2 background proposals (label 3)."""
     class_logits = [z for _, z in ROWS] + [[9.0, -9.0, 0.0], [0.0, 4.0, -2.0]]
     scores = torch.tensor([z + o for z, o in zip(class_logits, OBJECTNESS)], dtype=torch.float64, requires_grad=True)
-    proposals = make_proposals([[i for i, _ in ROWS] + [3, 3]])
+    proposals = make_proposals([[i for i, _ in ROWS] + [3, 3]], dtype=torch.float64)
     return scores, proposals
-
-
-def make_proposals(gt_classes_per_image, dtype=torch.float64):
-    generator = torch.Generator().manual_seed(1)
-    proposals = []
-    for gt_classes in gt_classes_per_image:
-        n = len(gt_classes)
-        xy = torch.rand(n, 2, generator=generator, dtype=dtype) * 50
-        wh = torch.rand(n, 2, generator=generator, dtype=dtype) * 30 + 5
-        instances = Instances((100, 100))
-        instances.proposal_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
-        instances.gt_boxes = Boxes(torch.cat([xy + 2, xy + wh - 1], dim=1))
-        instances.gt_classes = torch.tensor(gt_classes, dtype=torch.long)
-        proposals.append(instances)
-    return proposals
 
 
 def test_head_losses_match_hand_computation():
@@ -234,17 +219,8 @@ def test_two_gloo_ranks_equal_one_process_on_the_whole_batch(tmp_path):
             torch.testing.assert_close(rank["gradients"][name], grad, rtol=1e-10, atol=1e-12, msg=name)
 
 
-SYNCING_OPS = ("_local_scalar_dense", "nonzero", "unique", "masked_select", "_assert_async", "bincount")
-
-
-class RecordOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
+# bincount too: a host sync on CUDA when its length is not given.
+SYNCING_OPS = SYNCING_OPS + ("bincount",)
 
 
 def record_classification_step(gt_classes):
