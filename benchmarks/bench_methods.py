@@ -1,29 +1,34 @@
-"""Every compared method (lda_cls/methods) on one long-tailed dataset, same data, backbone, schedule and seed.
+"""Compared methods (lda_cls/methods) on one long-tailed dataset over seeds: same data, backbone and schedule.
 
-    python benchmarks/bench_methods.py [--out /tmp/bench_methods] [--epochs 12] [--stage2-epochs 2]
-                                       [--limit-methods ce,ldam_drw,crt] [--jobs 1] [--threads 1]
-                                       [--dataset cifar10_lt] [--imbalance-ratio 100] [--paper-schedule]
+    python benchmarks/bench_methods.py [--methods ce,balanced_softmax,lda] [--seeds 0 1 2] [--epochs 20]
+                                       [--stage2-epochs 4] [--imbalance-ratio 100] [--jobs 2] [--threads 1]
+                                       [--results-dir benchmarks/results/<tag>] [--work-dir /tmp/bench_methods]
+                                       [--curves lda,balanced_softmax] [--dataset cifar10_lt] [--paper-schedule]
                                        [--data-root DIR] [--opts KEY VALUE ...]
 
 Default: long-tailed CIFAR-10 (IR 100, 12,406 training images) built from the real JPEGs of
 ../shared/data/cifar10-jpg.tar.gz (--tarball; extracted once to --cifar-root, decoded once into a uint8
-cache under --out), ResNet-32, the dataset config's optimiser (batch 128, SGD lr 0.1, wd 2e-4),
-and one CPU-sized schedule for every method: --epochs epochs, cosine, 1 warm-up epoch, the
-deferred switches (DRW, DRS) at 0.8 x --epochs (Cao et al.: 160 of 200), evaluated once, after
-the last epoch (the test split is not used to select a checkpoint). Two-stage methods (cRT,
-LWS: --stage2-epochs epochs; tau-norm, NCM, post-hoc LA: none) start from the CE run's
-model_best.pth. tau-norm uses tau = 1: CIFAR-LT has no validation split to choose it on.
-``--paper-schedule`` keeps every method's own config (200 epochs, DRW at 160, cRT 10 epochs):
-benchmarks/gpu_methods.sh uses it.
+cache), ResNet-32, the dataset config's optimiser (batch 128, SGD lr 0.1, wd 2e-4), SOLVER.AMP bf16
+(fp32 where the CPU has no native bf16; lda_cls/precision.py), and one schedule for every method:
+--epochs epochs, cosine, 1 warm-up epoch, the deferred switches (DRW, DRS) at 0.8 x --epochs
+(Cao et al.: 160 of 200), reported at the last epoch (the test split selects nothing). Two-stage
+methods (cRT, LWS: --stage2-epochs; tau-norm, NCM, post-hoc LA: none) start from the CE run of the
+same seed. tau-norm uses tau = 1: CIFAR-LT has no validation split to choose it on.
+``--paper-schedule`` keeps every method's own config (200 epochs, DRW at 160, cRT 10 epochs).
 
-One process per method (``python -m lda_cls.train``), --jobs at a time; a method whose
-<out>/<method>/results.json exists is skipped (resumable; an interrupted run continues from its
-last_checkpoint.pth). After each method, <out>/results.json (every method's results.json) and
-<out>/table.md (top-1 / many / medium / few) are rewritten, and the table is printed.
+Results are data: every finished run writes <results-dir>/<method>_seed<k>.json (method, seed, IR,
+epochs, commit, top-1 / many / medium / few of h and of h' where there is one, wall time, threads,
+precision); those files are committed, and a run whose file exists is skipped, so the benchmark can
+span several sessions (an interrupted run continues from its last_checkpoint.pth under --work-dir).
+benchmarks/results_table.py turns the files into the README's tables. Runs of --curves methods at the
+first seed evaluate on test after every epoch (a learning curve for lda_cls.analyze; the reported
+figure is still the last epoch's).
 """
 import argparse
+import datetime
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -39,14 +44,25 @@ TARBALLS = (REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz", REPO / "shar
 sys.path.insert(0, str(REPO))
 
 from lda_cls.methods import METHODS  # noqa: E402  (the repository on the path first)
+from lda_cls.methods.decoupling import TwoStageMethod  # noqa: E402
 
-# Run order: the stage-1 CE first (two-stage methods need its checkpoint), LDA, then the baselines.
-ONE_STAGE = ("ce", "lda", "rw", "focal", "cb_focal", "ldam", "ldam_drw", "ce_drw", "ce_drs", "balanced_softmax",
-             "logit_adjusted", "lda_em_only", "lda_em_dm", "lda_h_prime_only", "lda_fixed_alpha")
-TWO_STAGE = ("crt", "lws", "tau_norm", "ncm", "posthoc_la")
-TRAINING_FREE = ("tau_norm", "ncm", "posthoc_la")
 DATASETS_WITHOUT_VAL = ("cifar10_lt", "cifar100_lt")
-assert set(ONE_STAGE + TWO_STAGE) == set(METHODS), "a registered method is missing from the benchmark"
+# The decision table's methods: the literature's reference points and LDA with its variants.
+DECISION_METHODS = ("ce", "balanced_softmax", "lda", "ldam_drw", "crt", "lda_la", "lda_la_fixed_alpha",
+                    "balanced_softmax_dm")
+
+
+def is_two_stage(method: str) -> bool:
+    return issubclass(METHODS[method], TwoStageMethod)
+
+
+def trains(method: str) -> bool:
+    return not is_two_stage(method) or METHODS[method].trains
+
+
+def run_order(methods) -> list:
+    """One-stage methods first (the CE stage 1 of the two-stage ones among them), in the order given."""
+    return [m for m in methods if not is_two_stage(m)] + [m for m in methods if is_two_stage(m)]
 
 
 def prepare_cifar10(root: Path, tarball) -> None:
@@ -73,136 +89,185 @@ def warmup_epochs(epochs: int) -> int:
     return 1 if epochs >= 2 else 0
 
 
-def schedule_opts(method: str, args) -> list:
-    """KEY VALUE overrides of ``method``: the shared CPU schedule, or none beyond the paper's configs."""
-    opts = ["SEED", "0", "NUM_THREADS", str(args.threads)]
+def schedule_opts(method: str, seed: int, args, curve: bool) -> list:
+    """KEY VALUE overrides of one run: the shared schedule, or none beyond the paper's configs."""
+    opts = ["SEED", str(seed), "NUM_THREADS", str(args.threads)]
     if args.imbalance_ratio is not None:
         opts += ["DATASET.IMBALANCE_RATIO", str(float(args.imbalance_ratio))]
     if args.dataset in DATASETS_WITHOUT_VAL and method == "tau_norm":
         opts += ["DECOUPLE.TAU_GRID", "[1.0]"]
-    if args.paper_schedule:
+    if args.paper_schedule or not trains(method):
         return opts
-    if method in TRAINING_FREE:
-        return opts
-    epochs = args.stage2_epochs if method in TWO_STAGE else args.epochs
+    epochs = args.stage2_epochs if is_two_stage(method) else args.epochs
     switch = deferred_epoch(epochs)
-    opts += ["SOLVER.EPOCHS", str(epochs), "SOLVER.SCHEDULER", "cosine", "TEST.EVAL_PERIOD", str(epochs),
+    opts += ["SOLVER.EPOCHS", str(epochs), "SOLVER.SCHEDULER", "cosine", "TEST.EVAL_PERIOD", "1" if curve else str(epochs),
              "REWEIGHT.START_EPOCH", str(switch) if method.endswith("_drw") else "0",
              "SAMPLER.DEFERRED_EPOCH", str(switch)]
-    opts += ["SOLVER.WARMUP_EPOCHS", "0" if method in TWO_STAGE else str(warmup_epochs(epochs))]
+    opts += ["SOLVER.WARMUP_EPOCHS", "0" if is_two_stage(method) else str(warmup_epochs(epochs))]
     return opts
 
 
-def run_method(method: str, args, out: Path, data_args: list) -> dict:
-    output_dir = out / method
-    results_path = output_dir / "results.json"
-    if results_path.is_file():
-        print(f"skip {method}: {results_path} exists", flush=True)
-        return json.loads(results_path.read_text())
-    command = [sys.executable, "-m", "lda_cls.train", "--dataset", args.dataset, "--method", method,
-               "--output-dir", str(output_dir), *data_args]
-    if method in TWO_STAGE:
-        command += ["--weights", str(out / "ce" / "model_best.pth")]
-    if (output_dir / "last_checkpoint.pth").is_file():
-        command.append("--resume")  # an interrupted run of this method: continue it
-    elif output_dir.exists():
-        shutil.rmtree(output_dir)  # a run that failed before its first checkpoint: start it again
-    # KEY VALUE pairs last: lda_cls.train reads everything after the first one as overrides.
-    command += ["DATASET.CACHE_DIR", str(out / "cache")] + schedule_opts(method, args) + list(args.opts)
-    print(" ".join(command), flush=True)
-    start = time.time()
-    with open(out / f"{method}.stdout", "a") as log:
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(REPO))
-        status = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if status != 0 or not results_path.is_file():
-        raise RuntimeError(f"{method} failed (exit status {status}); see {out / (method + '.stdout')}")
-    print(f"{method}: {time.time() - start:.0f}s", flush=True)
-    return json.loads(results_path.read_text())
+def results_tag(args) -> str:
+    ratio = "cfg" if args.imbalance_ratio is None else f"{args.imbalance_ratio:g}"
+    schedule = "paper" if args.paper_schedule else f"e{args.epochs}"
+    return f"{args.dataset}_ir{ratio}_{schedule}"
 
 
-def fmt(value) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def git_commit() -> str:
+    """HEAD, with "-dirty" when tracked files differ from it (the run's code is then not exactly HEAD)."""
+    try:
+        head = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO, text=True).strip()
+        dirty = subprocess.call(["git", "diff", "--quiet", "HEAD", "--", "lda_core", "lda_cls", "configs"], cwd=REPO)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
 
 
-def table(results: dict, args, header: str) -> str:
-    lines = [header, "", "| method | config | top-1 | many | medium | few |", "|---|---|---|---|---|---|"]
-    for method in ONE_STAGE + TWO_STAGE:
-        if method not in results:
-            continue
-        metrics = results[method]["balanced"]
-        lines.append(f"| {method} | configs/cls/methods/{method}.yaml | {fmt(metrics['top1'])} | "
-                     f"{fmt(metrics['many'])} | {fmt(metrics['medium'])} | {fmt(metrics['few'])} |")
-        if method == "lda" and results[method].get("unbalanced"):
-            h_prime = results[method]["unbalanced"]
-            lines.append(f"| lda (h', unbalanced) | configs/cls/methods/lda.yaml | {fmt(h_prime['top1'])} | "
-                         f"{fmt(h_prime['many'])} | {fmt(h_prime['medium'])} | {fmt(h_prime['few'])} |")
-    return "\n".join(lines) + "\n"
+def run_record(method: str, seed: int, args, result: dict, wall_time: float, command: list) -> dict:
+    """The small file a finished run leaves in the results directory."""
+    def figures(metrics):
+        return None if metrics is None else {k: metrics[k] for k in ("top1", "many", "medium", "few")}
+
+    log = Path(result["_output_dir"]) / "log.txt"
+    precision = next((line.split("precision: ", 1)[1].strip() for line in log.read_text().splitlines()
+                      if "precision: " in line), "unknown") if log.is_file() else "unknown"
+    return {
+        "method": method, "seed": seed, "dataset": result["dataset"],
+        "imbalance_ratio": result["imbalance_ratio"], "backbone": result["backbone"],
+        "epochs": args.stage2_epochs if is_two_stage(method) and trains(method) else args.epochs,
+        "stage1_epochs": args.epochs if is_two_stage(method) else None,
+        "schedule": "paper" if args.paper_schedule else "cosine, 1 warm-up epoch, batch 128, final epoch",
+        "top1": result["balanced"]["top1"], "balanced": figures(result["balanced"]),
+        "h_prime": figures(result.get("unbalanced")),
+        "selected_epoch": result["selected_epoch"], "model_selection": result["model_selection"],
+        "num_train_images": result["num_train_images"], "num_test_images": result["num_test_images"],
+        "commit": git_commit(), "wall_time_s": round(wall_time, 1), "threads": args.threads, "jobs": args.jobs,
+        "precision": precision, "host": platform.machine(), "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "command": " ".join(command[1:]),
+    }
+
+
+class Runner:
+    def __init__(self, args, work: Path, results_dir: Path, data_args: list, curves: set):
+        self.args, self.work, self.results_dir, self.data_args, self.curves = args, work, results_dir, data_args, curves
+        self.first_seed = args.seeds[0]
+        self.stage1_locks = {seed: threading.Lock() for seed in args.seeds}
+
+    def result_path(self, method: str, seed: int) -> Path:
+        return self.results_dir / f"{method}_seed{seed}.json"
+
+    def train(self, method: str, seed: int, weights: str = None) -> tuple:
+        """Train (or continue) one run under the work dir; (its results.json, wall seconds, command)."""
+        output_dir = self.work / f"{method}_seed{seed}"
+        results_path = output_dir / "results.json"
+        command = [sys.executable, "-m", "lda_cls.train", "--dataset", self.args.dataset, "--method", method,
+                   "--output-dir", str(output_dir), *self.data_args]
+        if weights:
+            command += ["--weights", weights]
+        if results_path.is_file():
+            return json.loads(results_path.read_text()), 0.0, command
+        if (output_dir / "last_checkpoint.pth").is_file():
+            command.append("--resume")  # an interrupted run: continue it
+        elif output_dir.exists():
+            shutil.rmtree(output_dir)  # a run that failed before its first checkpoint: start it again
+        curve = method in self.curves and seed == self.first_seed
+        # KEY VALUE pairs last: lda_cls.train reads everything after the first one as overrides.
+        command += (["DATASET.CACHE_DIR", str(self.work / "cache")] + schedule_opts(method, seed, self.args, curve)
+                    + list(self.args.opts))
+        print(" ".join(command), flush=True)
+        start = time.time()
+        stdout = self.work / f"{method}_seed{seed}.stdout"
+        with open(stdout, "a") as log:
+            env = dict(os.environ, OMP_NUM_THREADS=str(self.args.threads), PYTHONPATH=str(REPO))
+            status = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if status != 0 or not results_path.is_file():
+            raise RuntimeError(f"{method} seed {seed} failed (exit status {status}); see {stdout}")
+        return {**json.loads(results_path.read_text()), "_output_dir": str(output_dir)}, time.time() - start, command
+
+    def stage1_weights(self, seed: int) -> str:
+        """The CE run of ``seed``: trained here if this work dir has none (e.g. its result is from another session)."""
+        with self.stage1_locks[seed]:
+            self.train("ce", seed)
+        return str(self.work / f"ce_seed{seed}" / "model_best.pth")
+
+    def run(self, method: str, seed: int) -> None:
+        path = self.result_path(method, seed)
+        if path.is_file():
+            print(f"skip {method} seed {seed}: {path} exists", flush=True)
+            return
+        if method == "ce":
+            with self.stage1_locks[seed]:
+                result, seconds, command = self.train(method, seed)
+        else:
+            weights = self.stage1_weights(seed) if is_two_stage(method) else None
+            result, seconds, command = self.train(method, seed, weights)
+        result.setdefault("_output_dir", str(self.work / f"{method}_seed{seed}"))
+        record = run_record(method, seed, self.args, result, seconds, command)
+        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, path)
+        print(f"{method} seed {seed}: top-1 {record['top1']:.2f} ({seconds:.0f}s) -> {path}", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="/tmp/bench_methods")
+    parser.add_argument("--methods", default=",".join(DECISION_METHODS),
+                        help="comma-separated, or 'all' (every registered method); default: the decision table's")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--dataset", default="cifar10_lt")
-    parser.add_argument("--imbalance-ratio", type=float,
-                        help="DATASET.IMBALANCE_RATIO (default: the dataset config's; 100 for CIFAR-LT)")
+    parser.add_argument("--imbalance-ratio", type=float, default=100.0,
+                        help="DATASET.IMBALANCE_RATIO (default 100)")
     parser.add_argument("--data-root", help="DATASET.ROOT (default: --cifar-root for cifar10_lt)")
     parser.add_argument("--cifar-root", default="/tmp/cifar10", help="where the CIFAR-10 JPEG tarball is extracted")
     parser.add_argument("--tarball", help="cifar10-jpg.tar.gz (default: ../shared/data/ or shared/data/)")
-    parser.add_argument("--epochs", type=int, default=12, help="one-stage methods and stage 1 (CE)")
-    parser.add_argument("--stage2-epochs", type=int, default=2, help="cRT and LWS (Kang et al.: 10 of 90 epochs)")
+    parser.add_argument("--epochs", type=int, default=20, help="one-stage methods and stage 1 (CE)")
+    parser.add_argument("--stage2-epochs", type=int, default=4,
+                        help="cRT and LWS (Kang et al.: 10 of 90 epochs; 4 so that stage 2 sees ~50k samples)")
     parser.add_argument("--paper-schedule", action="store_true",
                         help="each method's own config (no schedule overrides): the GPU runs")
-    parser.add_argument("--limit-methods", help="comma-separated subset, e.g. ce,ldam_drw,crt")
-    parser.add_argument("--jobs", type=int, default=1, help="methods trained at the same time")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    parser.add_argument("--results-dir", help="default: benchmarks/results/<dataset>_ir<IR>_e<epochs>")
+    parser.add_argument("--work-dir", default="/tmp/bench_methods", help="run directories (checkpoints, logs)")
+    parser.add_argument("--curves", default="lda,balanced_softmax",
+                        help="methods whose first-seed run is evaluated after every epoch")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE", help="overrides for every run")
     args = parser.parse_args()
     if len(args.opts) % 2:
         parser.error(f"--opts must be KEY VALUE pairs, got {args.opts}")
-    methods = ONE_STAGE + TWO_STAGE
-    if args.limit_methods:
-        methods = tuple(m.strip() for m in args.limit_methods.split(",") if m.strip())
-        unknown = sorted(set(methods) - set(ONE_STAGE + TWO_STAGE))
-        if unknown:
-            parser.error(f"unknown methods {unknown}; known: {', '.join(ONE_STAGE + TWO_STAGE)}")
-        if any(m in TWO_STAGE for m in methods) and "ce" not in methods:
-            methods = ("ce",) + methods  # the stage-1 run of the two-stage methods
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    methods = tuple(METHODS) if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; registered: {', '.join(sorted(METHODS))}")
+    tag = results_tag(args)
+    results_dir = Path(args.results_dir or REPO / "benchmarks" / "results" / tag).resolve()
+    work = (Path(args.work_dir) / tag).resolve()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     data_root = args.data_root
     if data_root is None and args.dataset == "cifar10_lt":
         prepare_cifar10(Path(args.cifar_root), args.tarball)
         data_root = args.cifar_root
     data_args = ["--data-root", str(data_root)] if data_root else []  # flags: before any KEY VALUE pair
+    curves = {m.strip() for m in args.curves.split(",") if m.strip()}
+    runner = Runner(args, work, results_dir, data_args, curves)
 
-    schedule = ("each method's paper schedule (configs/cls/<dataset>.yaml + configs/cls/methods/<method>.yaml)"
-                if args.paper_schedule else
-                f"{args.epochs} epochs (two-stage: {args.stage2_epochs}), cosine, {warmup_epochs(args.epochs)} warm-up "
-                f"epoch(s), DRW/DRS from epoch {deferred_epoch(args.epochs)} (0-based), evaluated after the last epoch")
-    ratio = "the config's IR" if args.imbalance_ratio is None else f"IR {args.imbalance_ratio:g}"
-    header = (f"### {args.dataset}, {ratio}: {schedule}; seed 0; "
-              f"{time.strftime('%Y-%m-%d', time.gmtime())}")
-    results = {}
-    lock = threading.Lock()
-
-    def record(method: str) -> None:
-        result = run_method(method, args, out, data_args)
-        with lock:  # several methods may finish at once (--jobs)
-            write_outputs(method, result)
-
-    def write_outputs(method: str, result: dict) -> None:
-        results[method] = result
-        ordered = {m: results[m] for m in ONE_STAGE + TWO_STAGE if m in results}
-        (out / "results.json").write_text(json.dumps(ordered, indent=2) + "\n")
-        text = table(ordered, args, header)
-        (out / "table.md").write_text(text)
-        print(text, flush=True)
-
-    # Stage 1 and the one-stage methods, then the two-stage ones (which need ce's checkpoint).
-    for phase in ([m for m in methods if m in ONE_STAGE], [m for m in methods if m in TWO_STAGE]):
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            list(pool.map(record, phase))  # re-raises the first failure
-    print(f"written {out / 'table.md'} and {out / 'results.json'}")
+    # Seed by seed, so that a complete first-seed table exists early; stage 1 before stage 2 within a seed.
+    tasks = [(method, seed) for seed in args.seeds for method in run_order(methods)]
+    print(f"{len(tasks)} runs -> {results_dir} (work dir {work})", flush=True)
+    failures = []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [(task, pool.submit(runner.run, *task)) for task in tasks]
+        for (method, seed), future in futures:
+            try:
+                future.result()
+            except RuntimeError as error:
+                failures.append(str(error))
+                print(error, file=sys.stderr, flush=True)
+    if failures:
+        raise SystemExit(f"{len(failures)} of {len(tasks)} runs failed:\n" + "\n".join(failures))
+    print(f"all {len(tasks)} runs in {results_dir}; tables: python benchmarks/results_table.py", flush=True)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.LDA.WEIGHTED_INTER = False  # weight inter pairs by w_i + w_j (Eq. 8)
     cfg.LDA.FIXED_ALPHA = -1.0  # >= 0: constant alpha instead of Eq. 6 (the paper's grid-search ablation)
     cfg.LDA.SCALING = "official"  # "official" | "normalized": see lda_core.loss
+    cfg.LDA.BALANCED_RISK = "importance_weighted"  # R_u(h): "importance_weighted" (Eq. 5) | "logit_adjusted" (Menon 2021)
     cfg.LDA.DIVERGENCE_FEATURES = "projection"  # what D.M (Eq. 7, 8) acts on: "projection" p(x) | "backbone" features
 
     cfg.LOSS = CN()  # the compared losses (lda_cls/methods); each key's source is in configs/cls/methods/
@@ -111,8 +112,8 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.SOLVER.WARMUP_EPOCHS = 1  # linear warm-up epochs
     cfg.SOLVER.WARMUP_LR = 0.0  # lr at the first warm-up iteration
     cfg.SOLVER.MIN_LR = 0.0  # cosine: final lr
-    cfg.SOLVER.AMP = "bf16"  # CUDA only: "bf16" | "fp16" | "none" autocast
-    cfg.SOLVER.CHANNELS_LAST = True  # CUDA only: channels_last memory format
+    cfg.SOLVER.AMP = "bf16"  # autocast "bf16" | "fp16" | "none"; CPU: bf16 only where it is native (else fp32)
+    cfg.SOLVER.CHANNELS_LAST = True  # CUDA only: channels_last memory format (no gain on CPUs in bf16)
 
     cfg.TEST = CN()
     cfg.TEST.BATCH_SIZE = 256  # global evaluation batch size

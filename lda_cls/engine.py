@@ -30,6 +30,7 @@ from .evaluation import evaluate
 from .hooks import build_hooks
 from .methods import build_method
 from .models import build_model, deploy_state_dict
+from .precision import autocast_dtype_for
 from .samplers import build_train_sampler
 from .solver import build_optimizer, build_scheduler
 from .utils import (atomic_save, init_distributed, is_main_process, rank, rng_state, seed_everything,
@@ -40,7 +41,6 @@ __all__ = ["Trainer", "TrainingDiverged", "LAST_CHECKPOINT", "BEST_CHECKPOINT", 
 LAST_CHECKPOINT = "last_checkpoint.pth"
 BEST_CHECKPOINT = "model_best.pth"
 DEPLOY_WEIGHTS = "model_deploy.pth"
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
 def _changed_keys(old, new, prefix: str = ""):
@@ -69,11 +69,9 @@ class Trainer:
         if world_size() > 1:
             dist.barrier()
         self.logger = setup_logger(output_dir)
-        if cfg.SOLVER.AMP not in _AMP_DTYPES:
-            raise ValueError(f"SOLVER.AMP must be one of {sorted(_AMP_DTYPES)}, got {cfg.SOLVER.AMP!r}")
-        on_cuda = self.device.type == "cuda"
-        self.autocast_dtype = _AMP_DTYPES[cfg.SOLVER.AMP] if on_cuda else None
-        self.channels_last = cfg.SOLVER.CHANNELS_LAST and on_cuda
+        self.autocast_dtype, precision = autocast_dtype_for(cfg.SOLVER.AMP, self.device)
+        self.logger.info(precision)
+        self.channels_last = cfg.SOLVER.CHANNELS_LAST and self.device.type == "cuda"
         torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
         if cfg.NUM_THREADS > 0:
             torch.set_num_threads(cfg.NUM_THREADS)

@@ -23,7 +23,7 @@ def _distributed_world() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _is_top1(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def is_top1(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Whether the target's logit is larger than every other logit (a tie counts as wrong).
 
     ``argmax == target`` but for ties, and several times faster on CPUs, where
@@ -72,7 +72,7 @@ class AccuracyGapWindow(nn.Module):
     def update(self, unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor,
                targets: torch.Tensor, valid: Optional[torch.Tensor] = None) -> None:
         """Write this batch's top-1 accuracies of h' and h (from their logits) into the ring buffer."""
-        self.record(_is_top1(unbalanced_logits, targets), _is_top1(balanced_logits, targets), valid)
+        self.record(is_top1(unbalanced_logits, targets), is_top1(balanced_logits, targets), valid)
 
     @torch.no_grad()
     def record(self, unbalanced_correct: torch.Tensor, balanced_correct: torch.Tensor,

@@ -8,6 +8,17 @@ Paper (Peng et al., ACM MM 2021), Section 3:
 * Eq. 7 / 8, divergence:          intra + inter on the projected features
 * Eq. 9, total:                   R_s(h') + alpha R_u(h) + beta (intra + inter)
 
+``balanced_risk`` chooses how R_u(h) targets the balanced distribution:
+"importance_weighted" (the paper: w_y CE(h(x), y)) or "logit_adjusted", the
+logit-adjusted loss CE(h(x) + log p_s(y), y) of Menon et al. (ICLR 2021, Eq. 10,
+tau = 1; Balanced Softmax, Ren et al. 2020), whose minimiser is the balanced
+classifier whatever the network's capacity, where importance weights lose their
+effect once an over-parameterised network fits the training set (Byrd and Lipton,
+ICML 2019). Its per-sample weight is the mean of the importance weights under
+p_s (1 / N official, 1 for the mean scalings), so every scaling below and alpha
+weigh the two risks alike. h's accuracy in delta acc is always that of the
+unshifted logits, the classifier used at test time.
+
 Two scalings are offered. ``scaling="official"`` (the default) is what the
 published numbers were trained with (github.com/pengzhiliang/LDA):
 
@@ -47,12 +58,13 @@ import torch.distributed as dist
 from torch import nn
 
 from .arguments import finite_number
-from .balance import AccuracyGapWindow, correct_counts
+from .balance import AccuracyGapWindow, correct_counts, is_top1
 from .cross_entropy import cross_entropy_and_top1
 from .distributed import gather_rows, gather_rows_with_grad, world_size as global_world_size
 from .divergence import at_least_float32, class_divergence
 
 SCALINGS = ("official", "normalized", "calibrated")
+BALANCED_RISKS = ("importance_weighted", "logit_adjusted")
 # Scalings whose class weights have mean 1 under the training distribution and whose
 # balanced risk is a mean over the batch.
 _MEAN_RISK_SCALINGS = ("normalized", "calibrated")
@@ -106,6 +118,8 @@ class LDALoss(nn.Module):
         weighted_inter: weight inter pairs by w_i + w_j (Eq. 8) instead of a plain mean.
         fixed_alpha: constant alpha instead of Eq. 6 (grid-search ablation).
         scaling: "official" (default), "normalized" or "calibrated"; see the module docstring.
+        balanced_risk: "importance_weighted" (default, the paper) or "logit_adjusted";
+            see the module docstring.
         global_batch: under torch.distributed, compute every term on the global batch
             (see the module docstring); False gives each rank's local-batch loss.
 
@@ -122,16 +136,24 @@ class LDALoss(nn.Module):
                  beta: float = 1.0, margin: float = 1.0, window: int = 100,
                  unbalanced_factor: float = 1.0, balanced_factor: float = 2.0,
                  weighted_inter: bool = False, fixed_alpha: Optional[float] = None,
-                 scaling: str = "official", global_batch: bool = True):
+                 scaling: str = "official", global_batch: bool = True,
+                 balanced_risk: str = "importance_weighted"):
         super().__init__()
         counts = _checked_class_counts(class_counts)
         if scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+        if balanced_risk not in BALANCED_RISKS:
+            raise ValueError(f"balanced_risk must be one of {BALANCED_RISKS}, got {balanced_risk!r}")
         counts = counts.clamp(min=1)
         num_classes = counts.numel()
         weights = 1.0 / (num_classes * counts)
         if scaling in _MEAN_RISK_SCALINGS:
             weights = weights * counts.sum()
+        log_prior = torch.zeros_like(counts)
+        if balanced_risk == "logit_adjusted":
+            # Uniform weights at the importance weights' mean under p_s: sum_y (n_y / N) w_y.
+            weights = torch.full_like(weights, float((counts * weights).sum() / counts.sum()))
+            log_prior = (counts / counts.sum()).log()
         self.num_classes = num_classes
         self.num_samples = float(counts.sum())  # N, of the normalised risk's weights N / (C n_y)
         self.beta = finite_number("beta", beta, minimum=0.0)
@@ -140,16 +162,19 @@ class LDALoss(nn.Module):
         self.balanced_factor = finite_number("balanced_factor", balanced_factor)
         self.weighted_inter = bool(weighted_inter)
         self.scaling = scaling
+        self.balanced_risk = balanced_risk
         self.global_batch = bool(global_batch)
         # Not saved: derived from class_counts, which the owner passes again.
         self.register_buffer("class_weights", weights.float(), persistent=False)
+        self.register_buffer("balanced_shift", log_prior.float(), persistent=False)
         self.balance = AccuracyGapWindow(window=window, gamma=gamma,
                                          percent=(scaling != "normalized"), fixed_alpha=fixed_alpha)
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, beta={self.beta}, margin={self.margin}, "
                 f"factors=({self.unbalanced_factor}, {self.balanced_factor}), "
-                f"weighted_inter={self.weighted_inter}, scaling={self.scaling!r}, global_batch={self.global_batch}")
+                f"weighted_inter={self.weighted_inter}, scaling={self.scaling!r}, global_batch={self.global_batch}, "
+                f"balanced_risk={self.balanced_risk!r}")
 
     def forward(self, unbalanced_logits: torch.Tensor, balanced_logits: torch.Tensor,
                 targets: torch.Tensor, features: Optional[torch.Tensor] = None,
@@ -173,6 +198,9 @@ class LDALoss(nn.Module):
         unbalanced_logits = at_least_float32(unbalanced_logits)
         balanced_logits = at_least_float32(balanced_logits)
         dtype = unbalanced_logits.dtype
+        risk_logits = balanced_logits
+        if self.balanced_risk == "logit_adjusted":
+            risk_logits = balanced_logits + self.balanced_shift.to(dtype)
         world_size = global_world_size() if self.global_batch else 1
         balanced_weights = self.class_weights.to(dtype)[targets]
         if valid is None and world_size == 1:
@@ -183,7 +211,8 @@ class LDALoss(nn.Module):
             if self.scaling in _MEAN_RISK_SCALINGS:
                 balanced_weights = balanced_weights * mean_scale
             loss_unbalanced, unbalanced_correct = cross_entropy_and_top1(unbalanced_logits, targets, unbalanced_weights)
-            loss_balanced, balanced_correct = cross_entropy_and_top1(balanced_logits, targets, balanced_weights)
+            loss_balanced, balanced_correct = cross_entropy_and_top1(risk_logits, targets, balanced_weights)
+            balanced_correct = self._tested_top1(balanced_logits, targets, balanced_correct)
             counts = None
         else:
             # Sums over this rank's valid samples, then one all-reduce of three numbers: the global
@@ -191,7 +220,8 @@ class LDALoss(nn.Module):
             # NaN, and keeps its graph), and the correct counts feed alpha (Eq. 6).
             kept = torch.ones_like(targets, dtype=dtype) if valid is None else valid.to(dtype)
             loss_unbalanced, unbalanced_correct = cross_entropy_and_top1(unbalanced_logits, targets, kept)
-            loss_balanced, balanced_correct = cross_entropy_and_top1(balanced_logits, targets, balanced_weights * kept)
+            loss_balanced, balanced_correct = cross_entropy_and_top1(risk_logits, targets, balanced_weights * kept)
+            balanced_correct = self._tested_top1(balanced_logits, targets, balanced_correct)
             counts = correct_counts(unbalanced_correct, balanced_correct, kept, dtype)
             if world_size > 1:
                 dist.all_reduce(counts)
@@ -234,6 +264,12 @@ class LDALoss(nn.Module):
             "delta_acc": delta_acc,
             "balanced_coefficient": balanced_coefficient,
         }
+
+    def _tested_top1(self, balanced_logits, targets, risk_top1):
+        """h's top-1 for delta acc: that of the test-time logits, not of the logit-adjusted ones."""
+        if self.balanced_risk == "logit_adjusted":
+            return is_top1(balanced_logits.detach(), targets)
+        return risk_top1
 
     def _divergence(self, features, targets, valid, world_size):
         """Eq. 7-8; with several ranks, on the class centres of the global batch.

@@ -2,8 +2,8 @@
 
 A method says four things, and the trainer (lda_cls/engine.py) asks nothing else:
 
-* ``lda_head``: whether the model carries LDA's h', h and p, or one classifier h
-  (whose kind is ``MODEL.CLASSIFIER``, a config value);
+* ``head_layout``: whether the model carries LDA's h', h and p ("lda"), one classifier h
+  ("ce"), or h and p ("projection"); h's kind is ``MODEL.CLASSIFIER``, a config value;
 * ``build_criterion()``: the loss, fn(model outputs, targets) -> {"loss": ..., ...};
 * ``prepare(trainer)``: what happens before the optimizer is built (two-stage methods:
   load stage-1 weights, freeze, re-initialise or re-scale the classifier);
@@ -43,7 +43,7 @@ def method_class(name: str) -> type:
 class Method:
     """Base: a one-stage method with a single classifier and no hooks of its own."""
 
-    lda_head = False
+    head_layout = "ce"
 
     def __init__(self, cfg, class_counts: Sequence[int]):
         self.cfg = cfg

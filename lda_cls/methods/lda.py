@@ -7,6 +7,16 @@
 * ``lda_h_prime_only``: h' alone, i.e. the source risk R_s plus D.M on one classifier (no balanced
   h, no alpha); it is tested with that classifier. Differences between the ablations are configuration
   (configs/cls/methods/lda_*.yaml) except this one, whose model has one classifier.
+
+Variants (not in the paper; each a hypothesis about why LDA trails Balanced Softmax, every
+value fixed by its derivation, none chosen on data):
+
+* ``lda_la``: R_u(h) by logit adjustment, CE(h(x) + log p_s(y)) (Menon et al. 2021), instead of
+  importance weights; alpha, scaling and factors as ``lda``.
+* ``lda_la_fixed_alpha``: ``lda_la`` with a balanced coefficient that does not anneal: the
+  normalised risks R_s(h') + R_u(h) at equal weight throughout (alpha 1, factor 1).
+* ``balanced_softmax_dm``: Balanced Softmax on the single classifier h plus beta (intra + inter)
+  on the projection p(x): LDA's divergence terms without h' and alpha.
 """
 from typing import Dict
 
@@ -16,8 +26,10 @@ from torch import nn
 from lda_core import LDALoss, class_divergence
 
 from .base import Method, register_method
+from .logit_adjust import log_prior
 
-__all__ = ["LDACriterion", "SourceRiskWithDivergence", "LDA", "LDAHPrimeOnly", "DIVERGENCE_FEATURES"]
+__all__ = ["LDACriterion", "SourceRiskWithDivergence", "BalancedSoftmaxWithDivergence", "LDA", "LDAHPrimeOnly",
+           "BalancedSoftmaxDM", "DIVERGENCE_FEATURES"]
 
 DIVERGENCE_FEATURES = ("projection", "backbone")
 
@@ -40,7 +52,7 @@ class LDACriterion(nn.Module):
             class_counts, gamma=lda.GAMMA, beta=lda.BETA, margin=lda.MARGIN, window=lda.WINDOW,
             unbalanced_factor=lda.UNBALANCED_FACTOR, balanced_factor=lda.BALANCED_FACTOR,
             weighted_inter=lda.WEIGHTED_INTER, fixed_alpha=lda.FIXED_ALPHA if lda.FIXED_ALPHA >= 0 else None,
-            scaling=lda.SCALING)
+            scaling=lda.SCALING, balanced_risk=lda.BALANCED_RISK)
 
     def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         # "projection" is absent when p is disabled: then D.M is off unless it acts on backbone features.
@@ -63,9 +75,29 @@ class SourceRiskWithDivergence(nn.Module):
                 "loss_intra": intra.detach(), "loss_inter": inter.detach()}
 
 
-@register_method("lda", "lda_em_only", "lda_em_dm", "lda_fixed_alpha")
+class BalancedSoftmaxWithDivergence(nn.Module):
+    """CE(h(x) + log p_s(y)) (Ren et al. 2020, Eq. 4) + beta (intra + inter) on p(x) (Eq. 7, 8).
+
+    The batch mean, so under DDP (equal batches per rank) gradient averaging gives the global-batch
+    gradient of the first term; the divergence is each rank's own batch (as ``lda_h_prime_only``).
+    """
+
+    def __init__(self, class_counts, beta: float, margin: float):
+        super().__init__()
+        self.beta = float(beta)
+        self.margin = float(margin)
+        self.register_buffer("log_prior", log_prior(class_counts), persistent=False)
+
+    def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+        loss_balanced = nn.functional.cross_entropy(outputs["logits"].float() + self.log_prior, targets)
+        intra, inter = class_divergence(outputs["projection"].float(), targets, margin=self.margin)
+        return {"loss": loss_balanced + self.beta * (intra + inter), "loss_balanced": loss_balanced.detach(),
+                "loss_intra": intra.detach(), "loss_inter": inter.detach()}
+
+
+@register_method("lda", "lda_em_only", "lda_em_dm", "lda_fixed_alpha", "lda_la", "lda_la_fixed_alpha")
 class LDA(Method):
-    lda_head = True
+    head_layout = "lda"
 
     def build_criterion(self) -> nn.Module:
         return LDACriterion(self.cfg, self.class_counts)
@@ -75,3 +107,11 @@ class LDA(Method):
 class LDAHPrimeOnly(Method):
     def build_criterion(self) -> nn.Module:
         return SourceRiskWithDivergence(self.cfg.LDA.BETA, self.cfg.LDA.MARGIN)
+
+
+@register_method("balanced_softmax_dm")
+class BalancedSoftmaxDM(Method):
+    head_layout = "projection"
+
+    def build_criterion(self) -> nn.Module:
+        return BalancedSoftmaxWithDivergence(self.class_counts, self.cfg.LDA.BETA, self.cfg.LDA.MARGIN)

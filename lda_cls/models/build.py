@@ -77,7 +77,7 @@ def build_model(cfg, num_classes: int) -> LongTailClassifier:
         raise ValueError(f"MODEL.FREEZE must be 'none' or 'all_but_last_block', got {cfg.MODEL.FREEZE!r}")
     from ..methods import method_class  # late: the methods import the models' classifiers
 
-    layout = "lda" if method_class(cfg.METHOD).lda_head else "ce"
+    layout = method_class(cfg.METHOD).head_layout
     head = LDAHead(backbone.num_features, num_classes, method=layout,
                    projection=cfg.MODEL.PROJECTION.ENABLED, projection_dim=cfg.MODEL.PROJECTION.DIM,
                    bias=cfg.MODEL.BIAS, classifier=cfg.MODEL.CLASSIFIER)

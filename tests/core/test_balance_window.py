@@ -73,9 +73,9 @@ def test_invalid_window_is_rejected():
 
 
 def test_top1_matches_argmax_and_counts_ties_as_wrong():
-    from lda_core.balance import _is_top1
+    from lda_core.balance import is_top1
 
     logits = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
     targets = torch.randint(0, 7, (64,), generator=torch.Generator().manual_seed(1))
-    assert torch.equal(_is_top1(logits, targets), logits.argmax(dim=1) == targets)
-    assert not _is_top1(torch.zeros(3, 4), torch.tensor([0, 1, 3])).any()
+    assert torch.equal(is_top1(logits, targets), logits.argmax(dim=1) == targets)
+    assert not is_top1(torch.zeros(3, 4), torch.tensor([0, 1, 3])).any()
