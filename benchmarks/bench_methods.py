@@ -38,6 +38,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 # ../shared/data next to the checkout, or shared/data inside it (the device machine's copy).
 TARBALLS = (REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz", REPO / "shared" / "data" / "cifar10-jpg.tar.gz")
@@ -107,8 +109,17 @@ def schedule_opts(method: str, seed: int, args, curve: bool) -> list:
     return opts
 
 
+def configured_imbalance_ratio(dataset: str) -> float:
+    from lda_cls.config import get_cfg
+    from lda_cls.train import CONFIG_DIR
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIG_DIR / f"{dataset}.yaml"))
+    return float(cfg.DATASET.IMBALANCE_RATIO)
+
+
 def results_tag(args) -> str:
-    ratio = "cfg" if args.imbalance_ratio is None else f"{args.imbalance_ratio:g}"
+    ratio = f"{args.imbalance_ratio if args.imbalance_ratio is not None else configured_imbalance_ratio(args.dataset):g}"
     schedule = "paper" if args.paper_schedule else f"e{args.epochs}"
     return f"{args.dataset}_ir{ratio}_{schedule}"
 
@@ -128,14 +139,15 @@ def run_record(method: str, seed: int, args, result: dict, wall_time: float, com
     def figures(metrics):
         return None if metrics is None else {k: metrics[k] for k in ("top1", "many", "medium", "few")}
 
-    log = Path(result["_output_dir"]) / "log.txt"
+    output_dir = Path(result["_output_dir"])
+    log = output_dir / "log.txt"
+    epochs = yaml.safe_load((output_dir / "config.yaml").read_text())["SOLVER"]["EPOCHS"]
     precision = next((line.split("precision: ", 1)[1].strip() for line in log.read_text().splitlines()
                       if "precision: " in line), "unknown") if log.is_file() else "unknown"
     return {
         "method": method, "seed": seed, "dataset": result["dataset"],
         "imbalance_ratio": result["imbalance_ratio"], "backbone": result["backbone"],
-        "epochs": args.stage2_epochs if is_two_stage(method) and trains(method) else args.epochs,
-        "stage1_epochs": args.epochs if is_two_stage(method) else None,
+        "epochs": epochs, "stage1_epochs": args.epochs if is_two_stage(method) and not args.paper_schedule else None,
         "schedule": "paper" if args.paper_schedule else "cosine, 1 warm-up epoch, batch 128, final epoch",
         "top1": result["balanced"]["top1"], "balanced": figures(result["balanced"]),
         "h_prime": figures(result.get("unbalanced")),
@@ -216,8 +228,8 @@ def main():
                         help="comma-separated, or 'all' (every registered method); default: the decision table's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--dataset", default="cifar10_lt")
-    parser.add_argument("--imbalance-ratio", type=float, default=100.0,
-                        help="DATASET.IMBALANCE_RATIO (default 100)")
+    parser.add_argument("--imbalance-ratio", type=float,
+                        help="DATASET.IMBALANCE_RATIO (default: the dataset config's; 100 for CIFAR-LT)")
     parser.add_argument("--data-root", help="DATASET.ROOT (default: --cifar-root for cifar10_lt)")
     parser.add_argument("--cifar-root", default="/tmp/cifar10", help="where the CIFAR-10 JPEG tarball is extracted")
     parser.add_argument("--tarball", help="cifar10-jpg.tar.gz (default: ../shared/data/ or shared/data/)")

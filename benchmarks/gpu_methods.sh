@@ -4,9 +4,10 @@
 #
 #   bash benchmarks/gpu_methods.sh [OUT_DIR]          (default /tmp/gpu_methods)
 #
-# Each dataset is one `benchmarks/bench_methods.py --paper-schedule` (resumable: a method whose
-# results.json exists is skipped; re-run the script after an interruption), which writes
-# OUT_DIR/<dataset>/table.md and results.json. Schedules: configs/cls/<dataset>.yaml and
+# Each dataset is one `benchmarks/bench_methods.py --paper-schedule --methods all --seeds 0` (resumable: a run
+# whose result file exists is skipped; re-run the script after an interruption), which writes one
+# OUT_DIR/results/<dataset>/<method>_seed0.json per run; `benchmarks/results_table.py OUT_DIR/results/*`
+# prints the tables. Copy the result folders to benchmarks/results/ to commit them. Schedules: configs/cls/<dataset>.yaml and
 # configs/cls/methods/<method>.yaml unchanged -- CIFAR: ResNet-32, 200 epochs, batch 128, lr 0.1,
 # x0.01 at 160 and 180, DRW/DRS at 160 (Cao et al. 2019); cRT/LWS 10 epochs from the CE run (Kang et
 # al. 2020). ImageNet-LT: ResNeXt-50, 90 epochs (configs/cls/imagenet_lt.yaml); the deferred switches
@@ -33,14 +34,15 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
 for ratio in 10 50 100; do
   "$PY" benchmarks/bench_methods.py --dataset cifar100_lt --imbalance-ratio "$ratio" --paper-schedule \
-      --data-root "$CIFAR100_ROOT" --out "$OUT/cifar100_lt_ir$ratio" --jobs "$JOBS" --threads 2 \
+      --data-root "$CIFAR100_ROOT" --methods all --seeds 0 --work-dir "$OUT" --results-dir "$OUT/results/cifar100_lt_ir$ratio" \
+      --jobs "$JOBS" --threads 2 \
       --opts LOG_PERIOD 200 CUDNN_BENCHMARK True
 done
 
 if [ -n "${IMAGENET_ROOT:-}" ]; then
   SPLITS=${IMAGENET_LT_SPLITS:?set IMAGENET_LT_SPLITS to the folder of ImageNet_LT_{train,val,test}.txt}
   "$PY" benchmarks/bench_methods.py --dataset imagenet_lt --paper-schedule --data-root "$IMAGENET_ROOT" \
-      --out "$OUT/imagenet_lt" --jobs "$JOBS_IMAGENET" --threads 8 \
+      --methods all --seeds 0 --work-dir "$OUT" --results-dir "$OUT/results/imagenet_lt" --jobs "$JOBS_IMAGENET" --threads 8 \
       --opts LOG_PERIOD 200 CUDNN_BENCHMARK True DATASET.NUM_WORKERS 8 \
              DATASET.TRAIN_SPLIT_FILE "$SPLITS/ImageNet_LT_train.txt" \
              DATASET.VAL_SPLIT_FILE "$SPLITS/ImageNet_LT_val.txt" \
@@ -49,4 +51,4 @@ if [ -n "${IMAGENET_ROOT:-}" ]; then
 else
   echo "skip ImageNet-LT: IMAGENET_ROOT is not set"
 fi
-cat "$OUT"/*/table.md
+"$PY" benchmarks/results_table.py "$OUT"/results/*

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from lda_cls.precision import autocast_dtype_for
+
 from .history import read_metrics
 from .metrics import SplitRule, samples_per_class, subsample_per_class
 from .run_data import RunData
@@ -91,14 +93,18 @@ def class_names_of(cfg, num_classes: int):
 
 @torch.no_grad()
 def forward_dataset(model, dataset, preprocess, device: torch.device, batch_size: int, feature: str,
-                    description: str):
-    """(targets, argmax of h, argmax of h' or None, features) over a dataset, in dataset order."""
+                    description: str, autocast_dtype: Optional[torch.dtype] = None):
+    """(targets, argmax of h, argmax of h' or None, features) over a dataset, in dataset order.
+
+    ``autocast_dtype``: the precision the run was evaluated in (its SOLVER.AMP on this device), so that
+    the predictions are the ones its results.json counted."""
     from tqdm import tqdm
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     targets, predictions, unbalanced, features = [], [], [], []
     for images, labels in tqdm(loader, desc=description, leave=False, dynamic_ncols=True):
-        outputs = model(preprocess(images.to(device)))
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            outputs = model(preprocess(images.to(device)))
         if feature not in outputs:
             raise ValueError(f"the model gives no '{feature}' output (projection head disabled?); "
                              f"use --feature features")
@@ -141,7 +147,7 @@ def collect_run(run_dir: str, cache_dir: Optional[str] = None, weights: Optional
     results = _read_optional_json(os.path.join(run_dir, "results.json"))
     checkpoint = find_checkpoint(run_dir, weights)
 
-    source = {"checkpoint": os.path.abspath(checkpoint), "mtime": os.path.getmtime(checkpoint), "feature": feature,
+    source = {"checkpoint": os.path.abspath(checkpoint), "amp": cfg.SOLVER.AMP, "mtime": os.path.getmtime(checkpoint), "feature": feature,
               "train_per_class": train_per_class, "seed": int(seed), "overrides": list(overrides)}
     cache = os.path.join(cache_dir, f"{name}.npz") if cache_dir else None
     if cache and os.path.isfile(cache):
@@ -152,6 +158,7 @@ def collect_run(run_dir: str, cache_dir: Optional[str] = None, weights: Optional
             return cached
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    autocast_dtype, _ = autocast_dtype_for(cfg.SOLVER.AMP, device)
     train_set, num_classes = build_dataset(cfg, "train")
     test_set, _ = build_dataset(cfg, "test")
     class_counts = np.bincount(np.asarray(train_set.targets, dtype=np.int64), minlength=num_classes)
@@ -163,12 +170,12 @@ def collect_run(run_dir: str, cache_dir: Optional[str] = None, weights: Optional
 
     batch_size = int(cfg.TEST.BATCH_SIZE)
     test_targets, test_predictions, test_unbalanced, test_features = forward_dataset(
-        model, test_set, preprocess, device, batch_size, feature, f"{name}: test set")
+        model, test_set, preprocess, device, batch_size, feature, f"{name}: test set", autocast_dtype)
     # Only the training images CDD will use: the same per-class cap as the pipeline's.
     keep = subsample_per_class(train_set.targets, samples_per_class(num_classes, train_per_class), seed)
     train_targets, _, _, train_features = forward_dataset(
         model, Subset(train_set, keep.tolist()), preprocess, device, batch_size, feature,
-        f"{name}: training subsample")
+        f"{name}: training subsample", autocast_dtype)
 
     from lda_cls.models.classifiers import effective_weight
 

@@ -5,6 +5,7 @@ returns the :class:`~lda_cls.analysis.report.Table` of the numbers it drew.
 Class axes are sorted by training frequency; many / medium / few regions are
 shaded with the same colours in every figure.
 """
+import math
 from typing import Dict, Mapping, Sequence
 
 import numpy as np
@@ -312,6 +313,46 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: s
         for i in range(0, len(curve[x_key]), step):
             table.rows.append([name, float(curve[x_key][i]), float(curve["alpha"][i]),
                                float(curve["delta_acc"][i])])
+    return table
+
+
+def plot_balance_vs_accuracy(training_curves: Mapping[str, Mapping[str, np.ndarray]],
+                             accuracy_curves: Mapping[str, Mapping[str, np.ndarray]], path: str) -> Table:
+    """The balanced risk's effective coefficient over training (LDA runs) above h's test top-1 per epoch (all runs)."""
+    names = list(accuracy_curves)
+    colours = _series_colours(names)
+    figure = Figure(figsize=(9, 6))
+    top = figure.add_subplot(2, 1, 1)
+    bottom = figure.add_subplot(2, 1, 2, sharex=top)
+    with_coefficient = [n for n in names if np.isfinite(training_curves[n]["balanced_coefficient"]).any()]
+    for name in with_coefficient:
+        curve = training_curves[name]
+        top.plot(curve["epoch"], curve["balanced_coefficient"], lw=1.2, color=colours[name], label=name)
+    for name in names:
+        curve = accuracy_curves[name]
+        bottom.plot(curve["epoch"], curve["balanced"], lw=1.2, color=colours[name], label=f"{name}: h",
+                    marker="o", ms=3)
+    top.set_ylabel("coefficient of the\nnormalised balanced risk")
+    top.set_title("Weight of the balanced objective, and what h reaches on test")
+    bottom.set_ylabel("test top-1 of h (%)")
+    bottom.set_xlabel("epoch")
+    for axes in (top, bottom):
+        axes.grid(alpha=0.3)
+    if with_coefficient:
+        top.legend(fontsize=8)
+    else:
+        top.text(0.5, 0.5, "no run logged balanced_coefficient (only LDA runs do)", ha="center",
+                 transform=top.transAxes)
+    if names:
+        bottom.legend(fontsize=8)
+    _save(figure, path)
+    table = Table(["run", "epoch", "coefficient (end of epoch)", "test top-1 of h %"])
+    for name in names:
+        train, evals = training_curves[name], accuracy_curves[name]
+        for epoch, top1 in zip(evals["epoch"], evals["balanced"]):
+            logged = np.flatnonzero(train["epoch"] <= epoch + 1e-9)
+            coefficient = float(train["balanced_coefficient"][logged[-1]]) if logged.size else math.nan
+            table.rows.append([name, float(epoch), coefficient, float(top1)])
     return table
 
 

@@ -58,7 +58,8 @@ def _epoch_positions(epochs: List[int], steps: Dict[int, List[dict]]) -> Dict[in
 
 
 def training_curve(records: List[dict]) -> Dict[str, np.ndarray]:
-    """alpha, delta_acc (percentage points under the official scaling), loss and lr per logged step.
+    """alpha, delta_acc (percentage points under the official scaling), balanced_coefficient (the
+    effective coefficient of the normalised balanced risk, lda_core.LDALoss), loss and lr per logged step.
 
     ``epoch`` is fractional (see :func:`_epoch_positions`): the last step of
     epoch e is at e, matching the epochs of the evaluation records, and runs with
@@ -77,7 +78,7 @@ def training_curve(records: List[dict]) -> Dict[str, np.ndarray]:
         steps.append(record)
     epochs = sorted(by_epoch)
     positions = _epoch_positions(epochs, by_epoch)
-    keys = ("alpha", "delta_acc", "loss", "lr")
+    keys = ("alpha", "delta_acc", "balanced_coefficient", "loss", "lr")
     curve = {"epoch": np.concatenate([positions[e] for e in epochs]) if epochs else np.zeros(0)}
     for key in keys:
         curve[key] = np.asarray([_number(r.get(key)) for e in epochs for r in by_epoch[e]], dtype=np.float64)

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from . import figures, metrics
-from .history import training_curve
+from .history import eval_curve, training_curve
 from .report import Section, Table, write_report
 from .run_data import RunData
 
@@ -19,6 +19,7 @@ FIGURE_FILES = {
     "intra_inter": "intra_inter_distance.png",
     "discrepancy": "train_test_discrepancy.png",
     "training_curves": "alpha_delta_acc.png",
+    "balance_vs_accuracy": "balance_vs_accuracy.png",
     "error_flow": "tail_to_head_confusion.png",
 }
 
@@ -81,6 +82,7 @@ def compute_quantities(runs: Sequence[RunData], cdd_max_per_class: Optional[int]
             run.train_features[train_keep], run.train_targets[train_keep],
             run.test_features[test_keep], run.test_targets[test_keep], num_classes=run.num_classes)
         quantities["training_curves"][run.name] = training_curve(run.records)
+        quantities["balance_vs_accuracy"][run.name] = eval_curve(run.records)
     return quantities
 
 
@@ -127,6 +129,14 @@ def draw_figures(runs: Sequence[RunData], quantities: Dict[str, dict], out_dir: 
                 "From metrics.jsonl: the balance factor alpha of Eq. 6 and the windowed accuracy gap between "
                 "the unbalanced classifier h' and the balanced classifier h.",
                 figures.plot_training_curves(quantities["training_curves"], path["training_curves"])),
+        Section("The balanced risk's weight against test accuracy per epoch", path["balance_vs_accuracy"],
+                "Top: the effective coefficient of the normalised balanced risk E_{p_s}[N / (C n_y) CE(h)] in each "
+                "LDA run's loss (balanced_factor x alpha, x B / N under the official scaling), from metrics.jsonl; "
+                "a single-objective method such as Balanced Softmax has none (its balanced loss weighs 1 throughout). "
+                "Bottom: top-1 of h at every evaluation of each run (runs evaluated only at the end show one point). "
+                "A coefficient that falls as delta acc shrinks is the self-annealing of Eq. 6.",
+                figures.plot_balance_vs_accuracy(quantities["training_curves"], quantities["balance_vs_accuracy"],
+                                                 path["balance_vs_accuracy"])),
         Section("Tail-to-head confusion", path["error_flow"],
                 "For the misclassified test images of each split's classes, the share predicted as a many-, "
                 "medium- or few-shot class. The 'few' row's 'to many' share is the confusion of tail classes "

@@ -1,10 +1,18 @@
 """Cross-entropy family: CE, RW (1/n_y weights), Focal, CB-Focal; CE-DRW and CE-DRS are CE plus a hook.
 
-Every loss here is a weighted mean over the batch, sum_i w_{y_i} l_i / sum_i w_{y_i}, with
+The softmax losses are a weighted mean over the batch, sum_i w_{y_i} l_i / sum_i w_{y_i}, with
 per-class weights w_y (all 1 unless REWEIGHT says otherwise); this is PyTorch's
 ``F.cross_entropy(weight=...)``, which Cao et al.'s DRW code uses. The weights are a buffer that
 lda_cls/hooks.py sets (from epoch 0 for RW / CB, from REWEIGHT.START_EPOCH for DRW).
+
+CB-Focal is Cui et al.'s own loss (richardaecn/class-balanced-loss, src/cifar_main.py
+``focal_loss`` and ``_tower_fn``; src/model_base.py ``_fully_connected``): the *sigmoid* focal
+loss over all C binary columns, each sample's columns weighted by w_{y_i}, summed and divided by
+the batch size (the number of positive labels), with the classifier's bias started at -log(C - 1)
+(every class at p = 1 / C). One difference: Cui et al. exempt that bias from weight decay; here
+it decays like every parameter.
 """
+import math
 from typing import Dict
 
 import torch
@@ -13,10 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from lda_core.distributed import world_size
+from lda_core.divergence import at_least_float32
 
 from .base import Method, register_method
 
-__all__ = ["ClassWeightedLoss", "CrossEntropyLoss", "FocalLoss", "CrossEntropy", "Focal"]
+__all__ = ["ClassWeightedLoss", "CrossEntropyLoss", "FocalLoss", "SigmoidFocalLoss", "CrossEntropy", "Focal",
+           "ClassBalancedFocal"]
 
 
 class ClassWeightedLoss(nn.Module):
@@ -68,6 +78,33 @@ class FocalLoss(ClassWeightedLoss):
         return f"gamma={self.gamma}"
 
 
+class SigmoidFocalLoss(ClassWeightedLoss):
+    """sum_i w_{y_i} sum_c (1 - p_ic)^gamma BCE(z_ic, [c == y_i]) / B, p_ic = sigmoid(z_ic) for c = y_i, else
+    1 - sigmoid(z_ic) (Cui et al. 2019, Eq. 7-8; their cifar_main.py ``focal_loss``).
+
+    The modulator is Cui et al.'s stable form exp(-gamma (t z + log(1 + e^{-z}))). Under DDP every rank
+    holds B samples (drop_last), so each rank's sum / B, averaged by DDP, is the global sum / (ranks x B).
+    """
+
+    def __init__(self, num_classes: int, gamma: float):
+        super().__init__(num_classes)
+        if gamma < 0:
+            raise ValueError(f"LOSS.FOCAL_GAMMA must be >= 0, got {gamma}")
+        self.gamma = float(gamma)
+
+    def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+        logits = at_least_float32(outputs["logits"])
+        labels = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+        bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+        if self.gamma:
+            bce = torch.exp(-self.gamma * (labels * logits + F.softplus(-logits))) * bce
+        weighted = self.class_weights.to(logits.dtype)[targets].unsqueeze(1) * bce
+        return {"loss": weighted.sum() / max(targets.shape[0], 1)}
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}"
+
+
 @register_method("ce", "rw", "ce_drw", "ce_drs")
 class CrossEntropy(Method):
     """CE; RW = CE with REWEIGHT.TYPE inverse; CE-DRW / CE-DRS = CE with a deferred weight / sampler switch."""
@@ -76,9 +113,27 @@ class CrossEntropy(Method):
         return CrossEntropyLoss(self.num_classes)
 
 
-@register_method("focal", "cb_focal")
+@register_method("focal")
 class Focal(Method):
-    """Focal; CB-Focal = Focal with REWEIGHT.TYPE effective from epoch 0 (Cui et al. 2019)."""
+    """Softmax focal loss (the form of Cao et al.'s CIFAR-LT baseline)."""
 
     def build_criterion(self) -> nn.Module:
         return FocalLoss(self.num_classes, self.cfg.LOSS.FOCAL_GAMMA)
+
+
+@register_method("cb_focal")
+class ClassBalancedFocal(Method):
+    """CB-Focal (Cui et al. 2019): sigmoid focal loss with REWEIGHT.TYPE effective from epoch 0."""
+
+    def build_criterion(self) -> nn.Module:
+        return SigmoidFocalLoss(self.num_classes, self.cfg.LOSS.FOCAL_GAMMA)
+
+    def prepare(self, trainer) -> None:
+        super().prepare(trainer)
+        bias = trainer.model.head.balanced.bias
+        if bias is None:
+            raise ValueError("METHOD cb_focal starts h's bias at -log(C - 1) (Cui et al.): MODEL.BIAS must be True")
+        if self.num_classes < 2:
+            raise ValueError("METHOD cb_focal needs at least 2 classes")
+        with torch.no_grad():  # before --resume loads the checkpoint's bias over it
+            bias.fill_(-math.log(self.num_classes - 1))

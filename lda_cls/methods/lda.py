@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from lda_core import LDALoss, class_divergence
+from lda_core.divergence import at_least_float32
 
 from .base import Method, register_method
 from .logit_adjust import log_prior
@@ -89,8 +90,9 @@ class BalancedSoftmaxWithDivergence(nn.Module):
         self.register_buffer("log_prior", log_prior(class_counts), persistent=False)
 
     def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor) -> Dict[str, torch.Tensor]:
-        loss_balanced = nn.functional.cross_entropy(outputs["logits"].float() + self.log_prior, targets)
-        intra, inter = class_divergence(outputs["projection"].float(), targets, margin=self.margin)
+        logits = at_least_float32(outputs["logits"])
+        loss_balanced = nn.functional.cross_entropy(logits + self.log_prior.to(logits.dtype), targets)
+        intra, inter = class_divergence(at_least_float32(outputs["projection"]), targets, margin=self.margin)
         return {"loss": loss_balanced + self.beta * (intra + inter), "loss_balanced": loss_balanced.detach(),
                 "loss_intra": intra.detach(), "loss_inter": inter.detach()}
 

@@ -29,11 +29,11 @@ def test_analyze_cli_reproduces_the_runs_accuracies_and_writes_the_report(runs, 
     assert [line.split()[0] for line in printed[2:4]] == ["digits_lda", "digits_ce"]
     assert not any(line.startswith("[") for line in printed)
     assert sorted(os.listdir(out)) == sorted(
-        ["alpha_delta_acc.png", "analysis.json", "classifier_tsne.png", "features", "intra_inter_distance.png",
+        ["alpha_delta_acc.png", "analysis.json", "balance_vs_accuracy.png", "classifier_tsne.png", "features", "intra_inter_distance.png",
          "per_class_accuracy.png", "report.html", "tail_to_head_confusion.png", "train_test_discrepancy.png",
          "weight_norms.png"])
     page = open(result["report"], encoding="utf-8").read()
-    assert page.count("data:image/png;base64,") == 7 and "://" not in page  # base64 has no ":"
+    assert page.count("data:image/png;base64,") == 8 and "://" not in page  # base64 has no ":"
     assert all(link.startswith("data:") for link in re.findall(r'(?:src|href)="([^"]*)"', page))
 
     numbers = json.load(open(os.path.join(out, "analysis.json")))

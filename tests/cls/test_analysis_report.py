@@ -108,7 +108,11 @@ def _synthetic_run(name, method, head_bias, seed):
         classifiers["h'"] = means * (1 + 0.5 * np.log(counts))[:, None]
         unbalanced = (logits + 3 * np.log(counts)[None]).argmax(1)
         for position, record in enumerate(records):
-            record.update(alpha=float(max(0, 6 - position)) ** 2, delta_acc=float(6 - position))
+            record.update(alpha=float(max(0, 6 - position)) ** 2, delta_acc=float(6 - position),
+                          balanced_coefficient=0.01 * float(max(0, 6 - position)) ** 2)
+    # One test evaluation per epoch, top-1 rising: the diagnosis figure's lower panel.
+    records += [{"type": "eval", "epoch": e, "split": "test", "balanced": {"top1": 40.0 + 10 * e + head_bias}}
+                for e in (1, 2, 3)]
     return RunData(name=name, method=method, class_counts=counts, class_names=[f"class{i}" for i in range(10)],
                    classifiers=classifiers, test_targets=test_targets, test_predictions=logits.argmax(1),
                    test_features=test_features, train_targets=train_targets, train_features=train_features,
@@ -124,15 +128,22 @@ def test_analyze_runs_writes_every_figure_the_report_and_consistent_numbers(tmp_
         for few_class in (8, 9):
             run.test_predictions[np.flatnonzero(run.test_targets == few_class)[:10]] = wrong_class
     out = analyze_runs([lda, ce], str(tmp_path / "analysis"), cdd_max_per_class=15)
-    assert len(out["figures"]) == 7
+    assert len(out["figures"]) == 8
     for path in out["figures"]:
         with open(path, "rb") as handle:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
         assert os.path.getsize(path) > 10_000  # a drawn figure, not an empty canvas
     page = open(out["report"], encoding="utf-8").read()
-    assert page.count("data:image/png;base64,") == 7 and "://" not in page  # base64 has no ":"
+    assert page.count("data:image/png;base64,") == 8 and "://" not in page  # base64 has no ":"
 
     numbers = json.load(open(out["json"]))
+    diagnosis = {(row["run"], row["epoch"]): row for row in numbers["figures"]["balance_vs_accuracy.png"]}
+    assert set(diagnosis) == {(run, e) for run in ("lda", "ce") for e in (1.0, 2.0, 3.0)}
+    # LDA's coefficient at the end of epoch 2 (its 8th logged step, position 7: alpha 0) and epoch 1 (position 3: 9).
+    assert diagnosis["lda", 1.0]["coefficient (end of epoch)"] == pytest.approx(0.09)
+    assert diagnosis["lda", 2.0]["coefficient (end of epoch)"] == pytest.approx(0.0)
+    assert diagnosis["ce", 1.0]["coefficient (end of epoch)"] is None  # CE logs none (NaN -> null)
+    assert diagnosis["lda", 3.0]["test top-1 of h %"] == pytest.approx(70.2)
     summary = {row["run"]: row for row in numbers["summary"]}
     for run in (lda, ce):
         expected = 100 * np.mean([(run.test_predictions[run.test_targets == c] == c).mean() for c in range(10)])

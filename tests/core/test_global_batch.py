@@ -4,7 +4,8 @@ Each rank gets a slice of one batch (some with more valid samples than others), 
 small model in DistributedDataParallel (gradients averaged over ranks, as in training) and
 back-propagates LDALoss. The parameter gradients must equal those of a single process that
 sees the whole batch (float64, tight tolerance), for every scaling, with and without the
-projected features and the ``valid`` mask, for 2 and 3 ranks. With ``global_batch=False``
+projected features and the ``valid`` mask, for both balanced risks (importance-weighted and
+logit-adjusted), for 2 and 3 ranks. With ``global_batch=False``
 (each rank's local loss) they must not: that is the bug this guards against.
 """
 import itertools
@@ -23,8 +24,9 @@ from lda_core import LDALoss
 NUM_CLASSES = 5
 COUNTS = [40, 20, 9, 4, 1]
 PER_RANK = 6
-CASES = [dict(scaling=s, features=f, valid=v)
-         for s, f, v in itertools.product(("official", "normalized", "calibrated"), (False, True), (False, True))]
+CASES = [dict(scaling=s, features=f, valid=v, balanced_risk=r)
+         for s, f, v, r in itertools.product(("official", "normalized", "calibrated"), (False, True), (False, True),
+                                             ("importance_weighted", "logit_adjusted"))]
 
 
 def free_port() -> int:
@@ -81,7 +83,8 @@ def run_steps(model, criterion, x, targets, valid, case, steps=2):
 def make_criterion(case, global_batch=True):
     # Large factors so the balanced and divergence terms weigh as much as h' in the gradients.
     return LDALoss(COUNTS, gamma=1.0, beta=0.7, margin=1.2, window=1, scaling=case["scaling"],
-                   balanced_factor=30.0 if case["scaling"] == "official" else 0.05, global_batch=global_batch)
+                   balanced_factor=30.0 if case["scaling"] == "official" else 0.05, global_batch=global_batch,
+                   balanced_risk=case["balanced_risk"])
 
 
 def worker(rank, world_size, port, modes, results):

@@ -180,6 +180,29 @@ def test_lvis_v1_config_builds_without_lvis_data(monkeypatch, tmp_path):
     assert {"pos_grad", "neg_grad", "pos_neg"} <= {k.split(".")[-1] for k in predictor.state_dict()}
 
 
+def test_classifier_starts_as_the_official_head():
+    """tztztztztz/eqlv2 @ 6e003b9fa043f224648fc542d769b5d179c32ab7, mmdet/models/roi_heads/bbox_heads/
+    convfc_bbox_head.py ConvFCBBoxHead.init_weights: normal_init(fc_cls, std=0.01, bias=bias_init_with_prob(0.001))
+    on all C + 1 sigmoid columns; mmcv's bias_init_with_prob(p) = -log((1 - p) / p)."""
+    predictor = make_eqlv2()
+    assert predictor.cls_score.bias.tolist() == pytest.approx([-math.log(0.999 / 0.001)] * (NUM_CLASSES + 1))
+    assert predictor.cls_score.bias[0].item() == pytest.approx(-6.906755, abs=1e-6)
+    cfg = model_zoo.get_config("LVIS-LDA/eqlv2_mask_rcnn_R_50_FPN_1x.yaml")
+    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", ""
+    weight = build_model(cfg).roi_heads.box_predictor.cls_score.weight
+    assert weight.std().item() == pytest.approx(0.01, rel=0.02) and abs(weight.mean().item()) < 1e-3
+    # First-step loss on features that carry nothing yet: every column at p = 0.001, so a positive costs
+    # q_y log 1000 and a negative r_j log(1000 / 999) (on LVIS: not 1204 log 2 = 834 per proposal).
+    gt_classes = [0, 1, NUM_CLASSES, NUM_CLASSES]
+    scores = predictor.cls_score(torch.zeros(len(gt_classes), 8, dtype=torch.float64))
+    q, r = predictor.class_weights()
+    loss, _, _ = eqlv2_loss(scores, torch.tensor(gt_classes), q, r)
+    by_hand = sum(q[y].item() * math.log(1000) + sum(r[j].item() * math.log(1000 / 999)
+                                                   for j in range(NUM_CLASSES + 1) if j != y)
+                  for y in gt_classes) / len(gt_classes)
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)  # the bias was set in float32
+
+
 def test_tiny_training_and_eval_only(few_val_images, tmp_path, monkeypatch):
     trainer, loaded = train_then_eval_only(tmp_path, monkeypatch, [
         "MODEL.ROI_HEADS.NAME", "EQLv2ROIHeads", "MODEL.EQLV2.LOG_PERIOD", 1])

@@ -130,5 +130,9 @@ def add_eqlv2_config(cfg):
     # Inference score sigmoid(z_j) x (1 - sigmoid(z_bg)): the background column acts as objectness, as the
     # official get_activation does (test_with_obj=True by default); False scores sigmoid(z_j) alone.
     _C.MODEL.EQLV2.TEST_WITH_OBJ = True
+    # Prior probability `pi` of all C + 1 sigmoid classifiers at initialisation, bias -log((1 - pi) / pi) = -6.907
+    # (official eqlv2 mmdet/models/roi_heads/bbox_heads/convfc_bbox_head.py init_weights: bias_init_with_prob(0.001));
+    # detectron2's bias of 0 would start 1,204 columns at p = 0.5, a first loss of ~1204 log 2 per proposal.
+    _C.MODEL.EQLV2.PRIOR_PROB = 0.001
     # Log the classification accuracy and the class weights every this many iterations (a host sync).
     _C.MODEL.EQLV2.LOG_PERIOD = 20

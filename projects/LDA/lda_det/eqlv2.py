@@ -7,16 +7,21 @@ weighs 1. g_j is the ratio of the positive to the negative gradient magnitude of
 accumulated over all past iterations, collected after each loss from the weighted gradients
 |sigmoid(z) - y| x weight. The sum is divided by the number of sampled proposals. This follows
 the official mmdet/models/losses/eqlv2.py (github tztztztztz/eqlv2), including its inference:
-sigmoid(z_j) x (1 - sigmoid(z_bg)) with TEST_WITH_OBJ (its default).
+sigmoid(z_j) x (1 - sigmoid(z_bg)) with TEST_WITH_OBJ (its default), and its initialisation:
+the classifier's weight normal with std 0.01 (detectron2's, as the official normal_init) and all
+C + 1 biases at -log((1 - pi) / pi), pi = MODEL.EQLV2.PRIOR_PROB = 0.001 (official
+convfc_bbox_head.py ``init_weights``: ``bias_init_with_prob(0.001)``).
 
 Under DDP the gradient statistics are summed over all ranks after every step, so that every
 rank holds those of one process on the global batch.
 """
+import math
 from typing import Dict, List, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
@@ -66,19 +71,23 @@ class EQLv2OutputLayers(FastRCNNOutputLayers):
 
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, gamma: float = 12.0, mu: float = 0.8, alpha: float = 4.0,
-                 test_with_obj: bool = True, log_period: int = 20, **kwargs):
+                 test_with_obj: bool = True, log_period: int = 20, prior_prob: float = 0.001, **kwargs):
         """
         Args:
             gamma, mu: the mapping f(x) = 1 / (1 + exp(-gamma (x - mu))).
             alpha: the positive weight 1 + alpha (1 - f(g_j)).
             test_with_obj: score sigmoid(z_j) (1 - sigmoid(z_bg)) instead of sigmoid(z_j).
             log_period: iterations between logs of the accuracy and the class weights.
+            prior_prob: initial sigmoid probability of every column (bias -log((1 - p) / p)).
             kwargs: FastRCNNOutputLayers' arguments (its (C + 1)-column cls_score is kept).
         """
         super().__init__(input_shape, **kwargs)
         if self.use_fed_loss:
             raise ValueError("EQLv2OutputLayers replaces the classification loss: "
                              "MODEL.ROI_BOX_HEAD.USE_FED_LOSS must be False")
+        if not 0.0 < prior_prob < 1.0:
+            raise ValueError(f"MODEL.EQLV2.PRIOR_PROB must lie in (0, 1), got {prior_prob}")
+        nn.init.constant_(self.cls_score.bias, -math.log((1 - prior_prob) / prior_prob))
         self.gamma, self.mu, self.alpha = gamma, mu, alpha
         self.test_with_obj = test_with_obj
         self.log_period = log_period
@@ -92,7 +101,8 @@ class EQLv2OutputLayers(FastRCNNOutputLayers):
         ret = super().from_config(cfg, input_shape)
         eqlv2 = cfg.MODEL.EQLV2
         ret.update({"gamma": eqlv2.GAMMA, "mu": eqlv2.MU, "alpha": eqlv2.ALPHA,
-                    "test_with_obj": eqlv2.TEST_WITH_OBJ, "log_period": eqlv2.LOG_PERIOD})
+                    "test_with_obj": eqlv2.TEST_WITH_OBJ, "log_period": eqlv2.LOG_PERIOD,
+                    "prior_prob": eqlv2.PRIOR_PROB})
         return ret
 
     def class_weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
