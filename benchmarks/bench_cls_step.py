@@ -1,4 +1,4 @@
-"""Training-step time of LDA relative to CE on the same backbone and batch, and images/s.
+"""Training-step time of LDA relative to CE on the same backbone and batch, images/s, and bf16 vs fp32.
 
     python benchmarks/bench_cls_step.py [--backbone resnet32_cifar] [--batch 128] [--rounds 20] [--threads 0]
         [--json results.json]
@@ -7,7 +7,10 @@ Both models start from the same weights; each round times one CE step and one LD
 step back to back (alternating which goes first), so machine load hits both alike.
 A step is exactly the trainer's: batch preprocess (pad-crop, flip, normalise),
 forward under autocast (CUDA), criterion, backward, SGD step; CUDA is synchronised
-only around the timed region. Reports medians, the LDA/CE ratio and images/s.
+only around the timed region. Reports medians, the LDA/CE ratio and images/s. The steps run
+in the trainer's precision for SOLVER.AMP bf16 (lda_cls/precision.py: bf16 autocast on CUDA and on
+CPUs with native bf16, else fp32); where that is bf16, a CE step in fp32 is timed in the same
+rounds and the bf16 / fp32 speed ratio is reported.
 
 On a busy shared CPU the whole-step ratio is noisy, so the script also times the part
 that differs (head + loss, forward and backward, on fixed pooled features, many
@@ -23,6 +26,7 @@ import torch
 
 from lda_cls import BatchPreprocess, LDAHead, build_model, get_cfg
 from lda_cls.criterion import build_criterion
+from lda_cls.precision import autocast_dtype_for
 
 
 def make_step(cfg, model, criterion, preprocess, device, autocast_dtype):
@@ -56,7 +60,7 @@ def main():
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
+    autocast_dtype, precision = autocast_dtype_for("bf16", device)
     torch.manual_seed(0)
 
     cfg = get_cfg()
@@ -80,6 +84,9 @@ def main():
         criterion = build_criterion(cfg, counts).to(device).train()
         steps_models[method] = model
         steps[method] = make_step(cfg, model, criterion, preprocess, device, autocast_dtype)
+        if method == "ce" and autocast_dtype is not None:
+            fp32_model = copy.deepcopy(model)
+            steps["ce_fp32"] = make_step(cfg, fp32_model, criterion, preprocess, device, None)
 
     images = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8)
     # Long-tailed labels, as in a real batch.
@@ -96,12 +103,14 @@ def main():
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
+    names = list(steps)
     for _ in range(args.warmup):
-        timed("ce"), timed("lda")
-    times = {"ce": [], "lda": []}
+        for method in names:
+            timed(method)
+    times = {method: [] for method in names}
     for round_index in range(args.rounds):
-        order = ("ce", "lda") if round_index % 2 == 0 else ("lda", "ce")
-        for method in order:
+        shift = round_index % len(names)  # rotate which step goes first
+        for method in names[shift:] + names[:shift]:
             times[method].append(timed(method))
     ce, lda = statistics.median(times["ce"]), statistics.median(times["lda"])
 
@@ -134,13 +143,22 @@ def main():
     ratios = [l / c for l, c in zip(times["lda"], times["ce"])]
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {where}; backbone {args.backbone}, batch {args.batch}, {args.size}x{args.size}, "
-          f"{args.classes} classes, {args.rounds} interleaved rounds (medians)")
+          f"{args.classes} classes, {args.rounds} interleaved rounds (medians); {precision}")
     print("| method | step (ms) | images/s |")
     print("|---|---|---|")
     print(f"| CE | {1000 * ce:.1f} | {args.batch / ce:.0f} |")
     print(f"| LDA | {1000 * lda:.1f} | {args.batch / lda:.0f} |")
     print(f"LDA / CE step time: {lda / ce:.3f} (ratio of medians); median per-round ratio "
           f"{statistics.median(ratios):.3f}; overhead {100 * (lda / ce - 1):+.1f}%")
+    precision_figures = {}
+    if "ce_fp32" in times:
+        fp32 = statistics.median(times["ce_fp32"])
+        precision_ratios = [f / b for f, b in zip(times["ce_fp32"], times["ce"])]
+        print(f"| CE, fp32 | {1000 * fp32:.1f} | {args.batch / fp32:.0f} |")
+        print(f"bf16 autocast speed-up over fp32 (CE step): {fp32 / ce:.2f}x (ratio of medians); median per-round "
+              f"ratio {statistics.median(precision_ratios):.2f}x")
+        precision_figures = {"ce_fp32_step_s": fp32, "bf16_speedup": fp32 / ce,
+                             "bf16_median_round_speedup": statistics.median(precision_ratios)}
     extra = head_times["lda"] - head_times["ce"]
     print(f"head + loss, forward + backward: CE {1000 * head_times['ce']:.2f} ms, "
           f"LDA {1000 * head_times['lda']:.2f} ms; "
@@ -150,7 +168,8 @@ def main():
             json.dump({"device": where, "backbone": args.backbone, "batch": args.batch, "rounds": args.rounds,
                        "ce_step_s": ce, "lda_step_s": lda, "ratio_of_medians": lda / ce,
                        "median_round_ratio": statistics.median(ratios), "head_ce_s": head_times["ce"],
-                       "head_lda_s": head_times["lda"]}, handle, indent=2)
+                       "head_lda_s": head_times["lda"], "precision": precision, **precision_figures},
+                      handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def describe(runs: dict) -> str:
 def table(results_dir: Path) -> str:
     runs = load_runs(results_dir)
     if not runs:
-        return f"(no result files in {results_dir})\n"
+        return f"(no result files in {relative(results_dir)} yet)\n"
     summaries = {method: summary(records) for method, records in runs.items()}
     lines = [describe(runs), "",
              "| method | seeds | top-1 | many | medium | few | h' top-1 | min / run |",
