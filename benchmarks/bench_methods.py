@@ -153,7 +153,8 @@ def run_record(method: str, seed: int, args, result: dict, wall_time: float, com
         "h_prime": figures(result.get("unbalanced")),
         "selected_epoch": result["selected_epoch"], "model_selection": result["model_selection"],
         "num_train_images": result["num_train_images"], "num_test_images": result["num_test_images"],
-        "commit": git_commit(), "wall_time_s": round(wall_time, 1), "threads": args.threads, "jobs": args.jobs,
+        "commit": git_commit(), "wall_time_s": round(wall_time, 1), "resumed": bool(result.get("_resumed")),
+        "threads": args.threads, "jobs": args.jobs,
         "precision": precision, "host": platform.machine(), "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
         "command": " ".join(command[1:]),
@@ -179,8 +180,9 @@ class Runner:
             command += ["--weights", weights]
         if results_path.is_file():
             return json.loads(results_path.read_text()), 0.0, command
-        if (output_dir / "last_checkpoint.pth").is_file():
-            command.append("--resume")  # an interrupted run: continue it
+        resumed = (output_dir / "last_checkpoint.pth").is_file()
+        if resumed:
+            command.append("--resume")  # an interrupted run: continue it (wall_time_s then counts this part only)
         elif output_dir.exists():
             shutil.rmtree(output_dir)  # a run that failed before its first checkpoint: start it again
         curve = method in self.curves and seed == self.first_seed
@@ -195,7 +197,8 @@ class Runner:
             status = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
         if status != 0 or not results_path.is_file():
             raise RuntimeError(f"{method} seed {seed} failed (exit status {status}); see {stdout}")
-        return {**json.loads(results_path.read_text()), "_output_dir": str(output_dir)}, time.time() - start, command
+        result = {**json.loads(results_path.read_text()), "_output_dir": str(output_dir), "_resumed": resumed}
+        return result, time.time() - start, command
 
     def stage1_weights(self, seed: int) -> str:
         """The CE run of ``seed``: trained here if this work dir has none (e.g. its result is from another session)."""
