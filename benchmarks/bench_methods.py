@@ -134,7 +134,7 @@ def git_commit() -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def run_record(method: str, seed: int, args, result: dict, wall_time: float, command: list) -> dict:
+def run_record(method: str, seed: int, args, result: dict, wall_time: float, command: list, commit: str) -> dict:
     """The small file a finished run leaves in the results directory."""
     def figures(metrics):
         return None if metrics is None else {k: metrics[k] for k in ("top1", "many", "medium", "few")}
@@ -153,7 +153,7 @@ def run_record(method: str, seed: int, args, result: dict, wall_time: float, com
         "h_prime": figures(result.get("unbalanced")),
         "selected_epoch": result["selected_epoch"], "model_selection": result["model_selection"],
         "num_train_images": result["num_train_images"], "num_test_images": result["num_test_images"],
-        "commit": git_commit(), "wall_time_s": round(wall_time, 1), "resumed": bool(result.get("_resumed")),
+        "commit": commit, "wall_time_s": round(wall_time, 1), "resumed": bool(result.get("_resumed")),
         "threads": args.threads, "jobs": args.jobs,
         "precision": precision, "host": platform.machine(), "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
@@ -166,6 +166,7 @@ class Runner:
         self.args, self.work, self.results_dir, self.data_args, self.curves = args, work, results_dir, data_args, curves
         self.first_seed = args.seeds[0]
         self.stage1_locks = {seed: threading.Lock() for seed in args.seeds}
+        self.commit = git_commit()  # the code every run of this invocation imports (read once, at the start)
 
     def result_path(self, method: str, seed: int) -> Path:
         return self.results_dir / f"{method}_seed{seed}.json"
@@ -218,7 +219,7 @@ class Runner:
             weights = self.stage1_weights(seed) if is_two_stage(method) else None
             result, seconds, command = self.train(method, seed, weights)
         result.setdefault("_output_dir", str(self.work / f"{method}_seed{seed}"))
-        record = run_record(method, seed, self.args, result, seconds, command)
+        record = run_record(method, seed, self.args, result, seconds, command, self.commit)
         tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, path)
