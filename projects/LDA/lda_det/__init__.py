@@ -5,8 +5,8 @@ LDA's unbalanced (h') and balanced (h) classifiers trained with lda_core.LDALoss
 Select it with MODEL.ROI_HEADS.NAME: "LDAROIHeads" after add_lda_config(cfg).
 """
 from .compat import restore_numpy_aliases
-from .config import (add_decoupling_config, add_eql_config, add_eqlv2_config, add_lda_config,
-                     add_seesaw_config)
+from .config import (add_decoupling_config, add_eql_config, add_eqlv2_config, add_evaluation_config,
+                     add_lda_config, add_seesaw_config)
 from .decoupling import keeping_initialisation, restrict_trainable_parameters
 from .fast_rcnn import LDAClassification, LDAOutputLayers
 # Importing roi_heads registers LDAROIHeads / LDARes5ROIHeads in ROI_HEADS_REGISTRY.
@@ -24,7 +24,7 @@ from .eqlv2 import EQLv2OutputLayers, EQLv2ROIHeads
 from . import backbone as _backbone  # noqa: F401  isort:skip
 from . import data as _data  # noqa: F401  isort:skip
 
-__all__ = ["add_lda_config", "add_decoupling_config", "add_eql_config", "add_eqlv2_config", "add_seesaw_config",
+__all__ = ["add_lda_config", "add_decoupling_config", "add_evaluation_config", "add_eql_config", "add_eqlv2_config", "add_seesaw_config",
            "restore_numpy_aliases", "LDAClassification", "LDAOutputLayers", "LDAROIHeads", "LDARes5ROIHeads",
            "SeesawOutputLayers", "SeesawROIHeads", "EQLOutputLayers", "EQLROIHeads", "EQLv2OutputLayers",
            "EQLv2ROIHeads", "ClassBalancedTrainingSampler", "TRAIN_SAMPLER_REGISTRY", "keeping_initialisation",

@@ -11,6 +11,7 @@ def add_lda_config(cfg):
     add_eql_config(_C)
     add_eqlv2_config(_C)
     add_decoupling_config(_C)
+    add_evaluation_config(_C)
     _C.MODEL.LDA = CN()
     # Exponent `gamma` of the balance factor alpha = (delta acc)^gamma (Eq. 6).
     _C.MODEL.LDA.GAMMA = 1.5
@@ -60,6 +61,16 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.SCORE_MODE = "balanced"
     # Log alpha, delta acc and the loss terms every this many iterations (a host sync each time).
     _C.MODEL.LDA.LOG_PERIOD = 20
+
+
+def add_evaluation_config(cfg):
+    """TEST.LVIS_EVALUATOR: which evaluator train_net.py runs on LVIS-format test sets."""
+    # "sharded" (lda_det.evaluation.ShardedLVISEvaluator): each rank writes its predictions to a shard file
+    # under OUTPUT_DIR/inference/lvis_shards/, rank 0 evaluates them from disk with faster-coco-eval's LVIS
+    # mode one category chunk at a time (the metrics equal lvis-api's; memory and time fit LVIS v1 val), and
+    # `--eval-only --eval-from-shards` evaluates them again without the model. "detectron2": detectron2's
+    # LVISEvaluator (all predictions pickled to rank 0, lvis-api on all of them at once; evaluates proposals too).
+    cfg.TEST.LVIS_EVALUATOR = "sharded"
 
 
 def add_seesaw_config(cfg):
