@@ -75,7 +75,7 @@ def test_equal_to_lvis_api_on_the_synthetic_lvis_profile_set(profile_val, tmp_pa
 
 def test_equal_to_lvis_api_on_an_lvis_sized_case(tmp_path, caplog):
     """1203 categories (LVIS v1's table), 300 detections per image, negative and not-exhaustive categories,
-    tied scores; the evaluation in several category chunks."""
+    tied scores, zero-area detections; the evaluation in several category chunks."""
     gt = lvis_sized_ground_truth(36, seed=3, prior_power=0.5)
     json_file = str(tmp_path / "lvis_sized.json")
     with open(json_file, "w") as f:
@@ -100,6 +100,7 @@ def test_equal_to_lvis_api_on_an_lvis_sized_case(tmp_path, caplog):
     frequencies = {c["id"]: c["frequency"] for c in gt["categories"]}
     assert {frequencies[a["category_id"]] for a in gt["annotations"]} == {"r", "c", "f"}
     assert any(image["not_exhaustive_category_ids"] for image in gt["images"])
+    assert sum(d["bbox"][2] * d["bbox"][3] == 0 for image in detections for d in image) > 10
 
 
 def test_two_ranks_equal_one_rank_and_the_shards_evaluate_again_without_the_model(profile_val, tmp_path,

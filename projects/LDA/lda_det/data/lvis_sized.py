@@ -16,7 +16,8 @@ For the LVIS evaluators' tests and benchmark (benchmarks/bench_lvis_eval.py), wi
   category, or a confused one present / negative in the image), the rest random boxes of categories
   present or negative in the image, or of any category (which LVIS's federated evaluation drops).
   Boxes and scores are float32 values, as a model's; many low scores are rounded to 1e-3, so that
-  equal scores (ties in the ranking) occur.
+  equal scores (ties in the ranking) occur; 0.3 % of the random boxes have zero width and an empty
+  mask (a box clipped at the image border; lvis-api leaves zero-area detections out).
 
 Deterministic for a seed. The statistics other than the category table are this generator's choices,
 not LVIS's.
@@ -33,6 +34,7 @@ IMAGE_SIZES = ((480, 640), (427, 640), (640, 480), (640, 427), (375, 500), (612,
 MAX_INSTANCES_PER_CATEGORY = 20
 MEAN_NEGATIVE_CATEGORIES = 6.0
 NOT_EXHAUSTIVE_PROBABILITY = 0.3
+DEGENERATE_FRACTION = 0.003  # of the random detections: zero-width boxes with empty masks
 
 
 def lvis_categories() -> List[Dict]:
@@ -158,11 +160,14 @@ def generated_detections(ground_truth: Dict, per_image: int = 300, seed: int = 1
         from_labelled = rng.rand(num_random) < (0.4 if labelled else 0.0)
         anywhere = category_ids[np.searchsorted(np.cumsum(prior), rng.rand(num_random) * prior.sum())
                                 .clip(0, len(prior) - 1)]
+        degenerate = rng.rand(num_random) < DEGENERATE_FRACTION
         random_scores = rng.beta(1, 8, num_random)
         random_scores = np.where(rng.rand(num_random) < 0.5, np.round(random_scores, 3), random_scores)
         for j in range(num_random):
             rx, ry = sizes[j] * aspects[j] / 2, sizes[j] / aspects[j] / 2
             ellipse = _star_polygon(rng, centres[j, 0], centres[j, 1], rx, ry, 12)
+            if degenerate[j]:  # a zero-width box with an empty mask
+                ellipse[:, 0] = ellipse[0, 0]
             x0, y0 = np.clip(ellipse.min(axis=0), 0, (width, height))
             x1, y1 = np.clip(ellipse.max(axis=0), 0, (width, height))
             boxes.append([x0, y0, x1 - x0, y1 - y0])

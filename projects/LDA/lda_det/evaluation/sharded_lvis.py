@@ -176,13 +176,7 @@ class ShardedLVISEvaluator(DatasetEvaluator):
         summaries = comm.gather(summary, dst=0)  # counts only; also waits for every rank's shard
         if not comm.is_main_process():
             return {}
-        _atomic_write_json(os.path.join(self._shard_dir, MANIFEST), {
-            "format": SHARD_FORMAT, "dataset": self._dataset_name, "json_file": self._metadata.json_file,
-            "world_size": len(summaries), "shards": summaries})
-        listed = {s["file"] for s in summaries}
-        for path in glob.glob(os.path.join(self._shard_dir, "shard-*-of-*.jsonl")):
-            if os.path.basename(path) not in listed:  # of an earlier run with another number of processes
-                os.remove(path)
+        write_manifest(self._shard_dir, self._dataset_name, self._metadata.json_file, summaries)
         return self.evaluate_from_shards()
 
     # -- on the evaluating process (rank 0) ------------------------------------------------------------------
@@ -209,6 +203,18 @@ class ShardedLVISEvaluator(DatasetEvaluator):
             logger.info(f"Evaluation results for {task}: \n" + create_small_table(results[task]))
         table.spill.close()
         return results
+
+
+def write_manifest(shard_dir: str, dataset_name: str, json_file: str, summaries: Sequence[dict]) -> None:
+    """Record the complete shard set (ShardWriter.close's summaries, in rank order); shard files of an earlier
+    run with another number of processes are removed."""
+    _atomic_write_json(os.path.join(shard_dir, MANIFEST), {
+        "format": SHARD_FORMAT, "dataset": dataset_name, "json_file": json_file,
+        "world_size": len(summaries), "shards": list(summaries)})
+    listed = {s["file"] for s in summaries}
+    for path in glob.glob(os.path.join(shard_dir, "shard-*-of-*.jsonl")):
+        if os.path.basename(path) not in listed:
+            os.remove(path)
 
 
 def read_manifest(shard_dir: str, dataset_name: str) -> dict:
