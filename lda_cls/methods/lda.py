@@ -23,9 +23,8 @@ from typing import Dict
 import torch
 from torch import nn
 
-from lda_core import LDALoss, class_divergence
+from lda_core import LDALoss, global_class_divergence
 from lda_core.divergence import at_least_float32
-from lda_core.loss import global_class_divergence
 
 from .base import Method, register_method
 from .logit_adjust import log_prior

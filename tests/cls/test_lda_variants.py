@@ -114,23 +114,27 @@ def _global_batch():
 
 
 def _criteria():
+    from lda_cls.methods.ce import SigmoidFocalLoss
     from lda_cls.methods.lda import SourceRiskWithDivergence
 
+    cb_focal = SigmoidFocalLoss(3, gamma=1.0).double()
+    cb_focal.set_class_weights(torch.tensor([0.2, 0.8, 2.0]))
     return [("balanced_softmax_dm", BalancedSoftmaxWithDivergence(COUNTS, beta=0.5, margin=1.0).double()),
-            ("lda_h_prime_only", SourceRiskWithDivergence(beta=0.5, margin=1.0))]
+            ("lda_h_prime_only", SourceRiskWithDivergence(beta=0.5, margin=1.0)), ("cb_focal", cb_focal)]
+
+
+BATCH_STATISTIC = {"balanced_softmax_dm", "lda_h_prime_only"}  # class centres of the batch (Eq. 7-8)
 
 
 def test_two_ddp_ranks_give_the_gradients_of_one_process_on_the_global_batch():
-    """The divergence's class centres come from both ranks' projections, as on one process."""
-    import socket
-
+    """The divergence's class centres come from both ranks' projections, as on one process; cb_focal's
+    per-rank sum / B, averaged by DDP, is the global sum / (2 B)."""
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from tests.core.test_global_batch import free_port
+
     results = mp.Manager().dict()
-    mp.spawn(_ddp_worker, args=(2, port, results), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), results), nprocs=2, join=True)
     x, targets = _global_batch()
     for name, criterion in _criteria():
         model = _TinyModel().double()
@@ -138,6 +142,8 @@ def test_two_ddp_ranks_give_the_gradients_of_one_process_on_the_global_batch():
         for rank in range(2):
             for ours, reference in zip(results[(name, rank)], model.parameters()):
                 torch.testing.assert_close(ours, _grad(reference), rtol=1e-10, atol=1e-12)
+        if name not in BATCH_STATISTIC:
+            continue  # cb_focal: a per-sample sum over the global batch size, nothing to gather
         # The rank-local divergence would differ: the check can fail.
         local = _TinyModel().double()
         half = criterion(local(x[:6]), targets[:6])["loss"] + criterion(local(x[6:]), targets[6:])["loss"]
