@@ -89,7 +89,8 @@ def assert_same_value_and_gradient(name, ours_fn, theirs_fn, inputs, tolerance):
     theirs, grads_theirs = value_and_gradient(theirs_fn, *inputs)
     value_diff = (ours - theirs).abs().item()
     grad_diff = max((a - b).abs().max().item() for a, b in zip(grads_ours, grads_theirs))
-    print(f"[reference] {name}: value {ours.item():.6g}, |value diff| {value_diff:.2e}, max |grad diff| {grad_diff:.2e}")
+    print(f"[reference] {name}: value {ours.item():.6g}, |value diff| {value_diff:.2e}, "
+          f"max |grad diff| {grad_diff:.2e}")
     torch.testing.assert_close(ours, theirs, **tolerance)
     for a, b in zip(grads_ours, grads_theirs):
         torch.testing.assert_close(a, b, **tolerance)
@@ -568,7 +569,8 @@ def official_divergence(all_features, all_labels, all_weights, margin, weight_in
         label_index = all_labels == l
         center_feature = all_features[label_index].mean(0)
         class_mean_features.append(center_feature)
-        class_intra_distance.append((1 - F.cosine_similarity(center_feature[None, :], all_features[label_index])).mean())
+        cosines = F.cosine_similarity(center_feature[None, :], all_features[label_index])
+        class_intra_distance.append((1 - cosines).mean())
         class_feature_num.append(label_index.sum())
         class_feature_weight.append(all_weights[label_index][0])
     class_mean_features = torch.stack(class_mean_features)
@@ -661,7 +663,8 @@ def test_lda_is_the_official_combiner_step_after_step(case):
         labels = torch.nn.functional.one_hot(TARGETS, C).double()
         out0 = torch.randn(B, C, generator=generator, dtype=torch.float64) + 2.0 * labels
         out1 = torch.randn(B, C, generator=generator, dtype=torch.float64) + 0.5 * labels
-        feats = torch.randn(B, 5, generator=generator, dtype=torch.float64) + labels @ torch.randn(C, 5, generator=generator, dtype=torch.float64)
+        centres = torch.randn(C, 5, generator=generator, dtype=torch.float64)
+        feats = torch.randn(B, 5, generator=generator, dtype=torch.float64) + labels @ centres
         inputs = [out0, out1] + ([feats] if features_key else [])
         ours_outputs = {}
 
