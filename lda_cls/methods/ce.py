@@ -119,8 +119,9 @@ class SigmoidFocalLoss(ClassWeightedLoss):
 
 def init_like_cao(classifier: nn.Module) -> None:
     """h's weight ~ N(0, 2 / D) (kaiming_normal_, fan-in): Cao et al.'s models/resnet_cifar.py ``_weights_init``."""
-    if not isinstance(classifier, nn.Linear):
-        raise ValueError(f"Cao et al.'s initialisation is that of a linear classifier, got {type(classifier).__name__}")
+    weight = getattr(classifier, "weight", None)
+    if not isinstance(weight, nn.Parameter) or weight.dim() != 2:
+        raise ValueError(f"Cao et al.'s initialisation draws a (C, D) weight; {type(classifier).__name__} has none")
     with torch.no_grad():  # before --resume loads the checkpoint's weight over it
         nn.init.kaiming_normal_(classifier.weight)
 
