@@ -130,7 +130,10 @@ def test_analyze_compare_shows_each_methods_effective_classifier(stage1, tmp_pat
     lws_state = state_of(tmp_path / "lws" / "model_best.pth")
     expected = (lws_state["head.balanced.weight"].norm(dim=1) * lws_state["head.balanced.scales"].abs()).tolist()
     assert norms["lws: lws classifier"] == pytest.approx(expected, rel=1e-5)  # f_y ||w_y||, not ||w_y||
-    assert norms["ncm: ncm classifier"] == pytest.approx([1.0] * 10, rel=1e-5)  # normalised class means
+    ncm_means = state_of(tmp_path / "ncm" / "model_best.pth")["head.balanced.means"]
+    # The class means of the centred, normalised features (Kang et al.'s "cl2n"): norms below 1, not re-normalised.
+    assert norms["ncm: ncm classifier"] == pytest.approx(ncm_means.norm(dim=1).tolist(), rel=1e-5)
+    assert max(norms["ncm: ncm classifier"]) < 1.0
     assert any(key.endswith("CE classifier") for key in norms)
     assert (tmp_path / "analysis" / "per_class_accuracy.png").is_file()
 
