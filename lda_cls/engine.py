@@ -30,7 +30,9 @@ from .evaluation import evaluate
 from .hooks import build_hooks
 from .methods import build_method
 from .models import build_model, deploy_state_dict
+from .checkpoint_io import load_checkpoint
 from .precision import autocast_dtype_for
+from .run_dir import read_resume_checkpoint, world_size_change
 from .samplers import build_train_sampler
 from .solver import build_optimizer, build_scheduler
 from .utils import (atomic_save, init_distributed, is_main_process, rank, rng_state, seed_everything,
@@ -41,18 +43,6 @@ __all__ = ["Trainer", "TrainingDiverged", "LAST_CHECKPOINT", "BEST_CHECKPOINT", 
 LAST_CHECKPOINT = "last_checkpoint.pth"
 BEST_CHECKPOINT = "model_best.pth"
 DEPLOY_WEIGHTS = "model_deploy.pth"
-
-
-def _changed_keys(old, new, prefix: str = ""):
-    """Dotted names of the config keys whose values differ between two CfgNodes."""
-    changed = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changed += _changed_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            changed.append(f"{prefix}{key}")
-    return changed
 
 
 class TrainingDiverged(RuntimeError):
@@ -94,6 +84,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = build_method(cfg, self.class_counts)  # lda_cls/methods: loss, hooks, two-stage set-up
         self.criterion = self.method.build_criterion().to(self.device)
+        self.world_size_changes = []  # resumes under another world size (--allow-world-size-change)
 
     # ----------------------------------------------------------------- data
     def _train_loader(self):
@@ -165,11 +156,7 @@ class Trainer:
             raise ValueError(f"{path} does not match the model of this config: {error}") from None
 
     def _read_checkpoint(self, path: str):
-        try:
-            return torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as error:  # UnpicklingError, EOFError, zip errors...: the file is what the user needs
-            raise ValueError(f"cannot read checkpoint {path} (corrupt or not a torch file): "
-                             f"{type(error).__name__}: {error}") from error
+        return load_checkpoint(path, map_location=self.device)
 
     # -------------------------------------------------------------- helpers
     def _write_jsonl(self, record: dict) -> None:
@@ -213,6 +200,8 @@ class Trainer:
             "selected_epoch": selected_epoch,
             "best_val_top1": best_val if has_val else None,
             **extra,
+            # Only a run resumed under another world size has the key: the others' results are unchanged.
+            **({"world_size_changes": self.world_size_changes} if self.world_size_changes else {}),
         }
 
     def _read_logged(self, stacked: torch.Tensor):
@@ -226,9 +215,37 @@ class Trainer:
             non_finite = bool(flag.item())
         return values, non_finite
 
+    def _load_training_state(self, state: dict, path: str, optimizer, scheduler, scaler) -> None:
+        """Model, optimizer, schedule, loss and scaler states of a checked resume checkpoint."""
+        try:
+            self.model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            self.criterion.load_state_dict(state["criterion"])
+            scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            # The configs are equal (read_resume_checkpoint): the code that builds the model changed.
+            raise ValueError(f"--resume: {path} does not fit the model this code builds from the same config "
+                             f"({type(error).__name__}: {error}); start afresh with --overwrite") from None
+
+    def _note_world_size_change(self, state: dict, epoch: int) -> None:
+        """Carry the checkpoint's world-size changes on, adding this resume's if the world size differs."""
+        self.world_size_changes = list(state.get("world_size_changes") or [])
+        change = world_size_change(state, world_size(), epoch)
+        if change is not None:
+            self.world_size_changes.append(change)
+            self.logger.warning(f"resumed under world size {change['to']}, the checkpoint was written by "
+                                f"{change['from']} process(es) (--allow-world-size-change; in results.json)")
+
     # ------------------------------------------------------------- training
-    def train(self, resume: bool = False) -> Optional[dict]:
-        """Train to SOLVER.EPOCHS (or SOLVER.STOP_EPOCH); returns results.json's dict at the end."""
+    def train(self, resume: bool = False, resume_state: Optional[dict] = None,
+              allow_world_size_change: bool = False) -> Optional[dict]:
+        """Train to SOLVER.EPOCHS (or SOLVER.STOP_EPOCH); returns results.json's dict at the end.
+
+        ``resume``: continue from last_checkpoint.pth, whose config must equal this one outside
+        ``run_dir.RESUMABLE_KEYS`` and whose world size this one's (unless ``allow_world_size_change``);
+        ``resume_state``: that checkpoint, already read and checked (``run_dir.read_resume_checkpoint``).
+        """
         cfg = self.cfg
         self.method.prepare(self)  # two-stage methods: stage-1 weights, freezing, classifier (before the optimizer)
         if cfg.SOLVER.EPOCHS == 0:  # training-free methods (tau-norm, NCM, post-hoc LA): the prepared model
@@ -245,24 +262,14 @@ class Trainer:
         saved_epoch = 0  # epoch of the checkpoint in last_checkpoint.pth (0: none yet)
         last_path = os.path.join(self.output_dir, LAST_CHECKPOINT)
         if resume:
-            if not os.path.isfile(last_path):
-                raise FileNotFoundError(f"--resume: no {LAST_CHECKPOINT} in {self.output_dir}")
-            state = self._read_checkpoint(last_path)
-            try:
-                self.model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-                self.criterion.load_state_dict(state["criterion"])
-                scaler.load_state_dict(state["scaler"])
-            except (RuntimeError, ValueError, KeyError) as error:
-                changed = _changed_keys(type(cfg).load_cfg(state["cfg"]), cfg) if "cfg" in state else []
-                raise ValueError(f"--resume: {last_path} does not fit this config"
-                                 + (f" (changed since it was written: {', '.join(changed)})" if changed else "")
-                                 + f"; resume with the run's config.yaml ({error})") from None
+            state = resume_state if resume_state is not None else read_resume_checkpoint(
+                last_path, cfg, world_size(), allow_world_size_change)
+            self._load_training_state(state, last_path, optimizer, scheduler, scaler)
             start_epoch, global_step = state["epoch"], state["iteration"]
             best_top1, best_epoch = state["best_top1"], state["best_epoch"]
             test_selected = state.get("test_selected")
             saved_epoch = start_epoch
+            self._note_world_size_change(state, start_epoch)
             set_rng_state(state["rng"][min(rank(), len(state["rng"]) - 1)])
             self.logger.info(f"resumed from {last_path} at epoch {start_epoch}")
         else:
@@ -371,7 +378,8 @@ class Trainer:
                                  "scaler": scaler.state_dict(), "epoch": epoch + 1, "iteration": global_step,
                                  "best_top1": best_top1, "best_epoch": best_epoch,
                                  "test_selected": test_selected, "rng": rng,
-                                 "cfg": cfg.dump()}, last_path)
+                                 "cfg": cfg.dump(), "world_size": world_size(),
+                                 "world_size_changes": self.world_size_changes}, last_path)
                 saved_epoch = epoch + 1
             if world_size() > 1:
                 dist.barrier()

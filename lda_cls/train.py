@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", help="sets METHOD and merges configs/cls/methods/<method>.yaml "
                                          "(lda, ce, ldam_drw, crt, ...; see README 'Compared methods')")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
+    parser.add_argument("--allow-world-size-change", action="store_true",
+                        help="--resume under another number of processes than the checkpoint's (the data order and "
+                             "BatchNorm statistics then differ from the uninterrupted run; results.json records it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh in an OUTPUT_DIR that holds an earlier run, deleting that run's files "
                              "(without it, or --resume, such a directory is refused)")
@@ -156,6 +159,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         parser.error("--eval-only needs --weights")
     if args.resume and args.overwrite:
         parser.error("--resume continues the run in OUTPUT_DIR, --overwrite deletes it: pass one of them")
+    if args.allow_world_size_change and not args.resume:
+        parser.error("--allow-world-size-change applies to --resume only")
     from .engine import Trainer  # imported late so that --help and config errors stay fast
     from .utils import is_main_process
 
@@ -167,13 +172,21 @@ def main(argv: Optional[List[str]] = None) -> dict:
         if earlier and int(os.environ.get("RANK", "0")) == 0:  # before the process group exists
             clear_previous_run(cfg.OUTPUT_DIR)
 
+    resume_state = None
+    if args.resume:  # checked before the Trainer writes anything (log.txt, config.yaml) into the directory
+        from .engine import LAST_CHECKPOINT
+        from .run_dir import environment_world_size, read_resume_checkpoint
+
+        resume_state = read_resume_checkpoint(os.path.join(cfg.OUTPUT_DIR, LAST_CHECKPOINT), cfg,
+                                              environment_world_size(), args.allow_world_size_change)
     trainer = Trainer(cfg, cfg.OUTPUT_DIR)
     if args.eval_only:
         result = trainer.eval_only(args.weights)
         if is_main_process():
             print(json.dumps(result))
         return result
-    return trainer.train(resume=args.resume)
+    return trainer.train(resume=args.resume, resume_state=resume_state,
+                         allow_world_size_change=args.allow_world_size_change)
 
 
 if __name__ == "__main__":
