@@ -5,7 +5,11 @@ Files in the output directory:
   tensorboard/, config.yaml, last_checkpoint.pth (everything --resume needs),
   model_best.pth (the selected weights: best validation top-1 of h where the
   dataset has a validation split, else the final epoch), model_deploy.pth
-  (backbone + h), results.json (test split, selected weights).
+  (backbone + h), results.json (test split, selected weights); run.lock (held by the
+  run in progress, lda_cls/run_dir.py); eval_results.json (--eval-only's record, which
+  writes nothing else there).
+Every file is written under a temporary name of its writer's own, then renamed (utils.atomic_save);
+a resumed run continues only with its own config (run_dir.read_resume_checkpoint).
 
 The test split never selects anything that results.json reports as its headline:
 without a validation split the headline is the final epoch, and the best epoch
@@ -25,18 +29,18 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from .checkpoint_io import load_checkpoint
 from .data import BatchPreprocess, DeviceBatches, TensorImageDataset, build_dataset, class_counts_of, shot_groups
 from .evaluation import evaluate
 from .hooks import build_hooks
 from .methods import build_method
 from .models import build_model, deploy_state_dict
-from .checkpoint_io import load_checkpoint
 from .precision import autocast_dtype_for
-from .run_dir import read_resume_checkpoint, world_size_change
+from .run_dir import drop_partial_last_line, read_resume_checkpoint, world_size_change
 from .samplers import build_train_sampler
 from .solver import build_optimizer, build_scheduler
-from .utils import (atomic_save, init_distributed, is_main_process, rank, rng_state, seed_everything,
-                    set_rng_state, setup_logger, strict_json_dumps, world_size)
+from .utils import (atomic_save, atomic_write_text, init_distributed, is_main_process, rank, rng_state,
+                    seed_everything, set_rng_state, setup_logger, strict_json_dumps, world_size)
 
 __all__ = ["Trainer", "TrainingDiverged", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS"]
 
@@ -50,7 +54,9 @@ class TrainingDiverged(RuntimeError):
 
 
 class Trainer:
-    def __init__(self, cfg, output_dir: str):
+    def __init__(self, cfg, output_dir: str, log_file: Optional[str] = "log.txt"):
+        """``log_file``: the log in ``output_dir`` (None: stdout only, as --eval-only, which must not add
+        to the log of a training run in the same directory)."""
         self.cfg = cfg
         self.output_dir = output_dir
         self.device = init_distributed()
@@ -58,7 +64,7 @@ class Trainer:
             os.makedirs(output_dir, exist_ok=True)
         if world_size() > 1:
             dist.barrier()
-        self.logger = setup_logger(output_dir)
+        self.logger = setup_logger(output_dir, log_file=log_file)
         self.autocast_dtype, precision = autocast_dtype_for(cfg.SOLVER.AMP, self.device)
         self.logger.info(precision)
         self.channels_last = cfg.SOLVER.CHANNELS_LAST and self.device.type == "cuda"
@@ -129,13 +135,14 @@ class Trainer:
                         self.cfg.TEST.MANY_THRESHOLD, self.cfg.TEST.FEW_THRESHOLD, progress)
 
     def eval_only(self, weights: str) -> Dict[str, Optional[dict]]:
-        """Evaluate ``weights`` on the test split; writes eval_results.json and a metrics.jsonl record."""
+        """Evaluate ``weights`` on the test split; the record is eval_results.json alone: metrics.jsonl belongs
+        to the training run of the directory, if any, and stays as it was."""
         self.load_weights(weights)
         result = self.evaluate("test")
-        self._log_eval(None, -1, "test", result)
+        self._log_result("eval-only", "test", result)
         if is_main_process():
-            with open(os.path.join(self.output_dir, "eval_results.json"), "w") as handle:
-                handle.write(strict_json_dumps({**result, "weights": weights}, indent=2))
+            atomic_write_text(os.path.join(self.output_dir, "eval_results.json"),
+                              strict_json_dumps({**result, "weights": weights}, indent=2))
         return result
 
     def load_weights(self, path: str) -> None:
@@ -159,6 +166,20 @@ class Trainer:
         return load_checkpoint(path, map_location=self.device)
 
     # -------------------------------------------------------------- helpers
+    def _log_result(self, label: str, split: str, result: dict) -> None:
+        for classifier, metrics in result.items():
+            if metrics is not None:
+                self.logger.info(f"{label} {split} {classifier}: " +
+                                 ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if v is not None))
+
+    def _repair_metrics(self) -> None:
+        """Before a resumed run appends: drop a record cut off by a kill (run_dir.drop_partial_last_line)."""
+        path = os.path.join(self.output_dir, "metrics.jsonl")
+        dropped = drop_partial_last_line(path) if is_main_process() else None
+        if dropped is not None:
+            self.logger.warning(f"{path}: dropped a partial last line of {len(dropped)} characters, a record cut "
+                                f"off when the run was killed: {dropped[:80]!r}")
+
     def _write_jsonl(self, record: dict) -> None:
         if is_main_process():
             with open(os.path.join(self.output_dir, "metrics.jsonl"), "a") as handle:
@@ -166,11 +187,10 @@ class Trainer:
 
     def _log_eval(self, writer, epoch: int, split: str, result: dict) -> None:
         self._write_jsonl({"type": "eval", "epoch": epoch, "split": split, **result})
+        self._log_result(f"epoch {epoch}", split, result)
         for classifier, metrics in result.items():
             if metrics is None:
                 continue
-            self.logger.info(f"epoch {epoch} {split} {classifier}: " +
-                             ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if v is not None))
             if writer is not None:
                 for key, value in metrics.items():
                     if value is not None:
@@ -270,14 +290,14 @@ class Trainer:
             test_selected = state.get("test_selected")
             saved_epoch = start_epoch
             self._note_world_size_change(state, start_epoch)
+            self._repair_metrics()
             set_rng_state(state["rng"][min(rank(), len(state["rng"]) - 1)])
             self.logger.info(f"resumed from {last_path} at epoch {start_epoch}")
         else:
             self.logger.info(f"training {cfg.METHOD} on {cfg.DATASET.NAME}: {len(self.train_set)} images, "
                              f"{self.num_classes} classes, counts {self.class_counts}")
         if is_main_process():  # only now: a failed --resume leaves the run's config.yaml as it was
-            with open(os.path.join(self.output_dir, "config.yaml"), "w") as handle:
-                handle.write(cfg.dump())
+            atomic_write_text(os.path.join(self.output_dir, "config.yaml"), cfg.dump())
 
         model = self.model
         if world_size() > 1:
@@ -394,8 +414,7 @@ class Trainer:
     def _finish_untrained(self) -> dict:
         """SOLVER.EPOCHS 0: the model as ``method.prepare`` left it is the result (epoch 0)."""
         if is_main_process():  # analyze reads the run's config
-            with open(os.path.join(self.output_dir, "config.yaml"), "w") as handle:
-                handle.write(self.cfg.dump())
+            atomic_write_text(os.path.join(self.output_dir, "config.yaml"), self.cfg.dump())
         split = self.selection_split
         result = self.evaluate(split)
         self._log_eval(None, 0, split, result)
@@ -419,7 +438,6 @@ class Trainer:
         results = self._results(test_result, best_epoch, best_top1, test_selected)
         if is_main_process():
             atomic_save(deploy_state_dict(self.model), os.path.join(self.output_dir, DEPLOY_WEIGHTS))
-            with open(os.path.join(self.output_dir, "results.json"), "w") as handle:
-                handle.write(strict_json_dumps(results, indent=2))
+            atomic_write_text(os.path.join(self.output_dir, "results.json"), strict_json_dumps(results, indent=2))
             self.logger.info(f"results: {json.dumps(results)}")
         return results

@@ -151,35 +151,51 @@ def clear_previous_run(output_dir: str) -> None:
                 os.remove(os.path.join(events, name))
 
 
-def main(argv: Optional[List[str]] = None) -> dict:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cfg = setup_cfg(args, parser)
+def _check_flags(args, parser) -> None:
     if args.eval_only and not args.weights:
         parser.error("--eval-only needs --weights")
     if args.resume and args.overwrite:
         parser.error("--resume continues the run in OUTPUT_DIR, --overwrite deletes it: pass one of them")
     if args.allow_world_size_change and not args.resume:
         parser.error("--allow-world-size-change applies to --resume only")
-    from .engine import Trainer  # imported late so that --help and config errors stay fast
+
+
+def _output_dir_lock(output_dir: str):
+    """The directory's lock (run_dir.run_dir_lock) on the process that writes it: torchrun's rank 0 (the
+    other ranks write nothing and wait for it in the process group)."""
+    import contextlib
+
+    from .run_dir import run_dir_lock
+
+    return run_dir_lock(output_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext()
+
+
+def _prepare_fresh_run(args, cfg, parser) -> None:
+    """A new training run refuses an earlier run's directory, or deletes that run's files with --overwrite."""
+    earlier = previous_run_files(cfg.OUTPUT_DIR)
+    if earlier and not args.overwrite:
+        parser.error(f"{cfg.OUTPUT_DIR} already holds a run ({', '.join(earlier)}): pass --resume to continue "
+                     f"it, --overwrite to replace it, or another --output-dir")
+    if earlier and int(os.environ.get("RANK", "0")) == 0:  # before the process group exists
+        clear_previous_run(cfg.OUTPUT_DIR)
+
+
+def _run(args, cfg, parser, removed_temporaries: List[str]):
+    from .engine import LAST_CHECKPOINT, Trainer  # imported late so that --help and config errors stay fast
+    from .run_dir import environment_world_size, read_resume_checkpoint
     from .utils import is_main_process
 
     if not args.eval_only and not args.resume:
-        earlier = previous_run_files(cfg.OUTPUT_DIR)
-        if earlier and not args.overwrite:
-            parser.error(f"{cfg.OUTPUT_DIR} already holds a run ({', '.join(earlier)}): pass --resume to continue "
-                         f"it, --overwrite to replace it, or another --output-dir")
-        if earlier and int(os.environ.get("RANK", "0")) == 0:  # before the process group exists
-            clear_previous_run(cfg.OUTPUT_DIR)
-
+        _prepare_fresh_run(args, cfg, parser)
     resume_state = None
     if args.resume:  # checked before the Trainer writes anything (log.txt, config.yaml) into the directory
-        from .engine import LAST_CHECKPOINT
-        from .run_dir import environment_world_size, read_resume_checkpoint
-
         resume_state = read_resume_checkpoint(os.path.join(cfg.OUTPUT_DIR, LAST_CHECKPOINT), cfg,
                                               environment_world_size(), args.allow_world_size_change)
-    trainer = Trainer(cfg, cfg.OUTPUT_DIR)
+    # --eval-only logs to stdout only: a training run's log.txt in the same directory stays its own.
+    trainer = Trainer(cfg, cfg.OUTPUT_DIR, log_file=None if args.eval_only else "log.txt")
+    if removed_temporaries:
+        trainer.logger.warning(f"removed temporary files a killed run left in {cfg.OUTPUT_DIR}: "
+                               f"{', '.join(removed_temporaries)}")
     if args.eval_only:
         result = trainer.eval_only(args.weights)
         if is_main_process():
@@ -187,6 +203,19 @@ def main(argv: Optional[List[str]] = None) -> dict:
         return result
     return trainer.train(resume=args.resume, resume_state=resume_state,
                          allow_world_size_change=args.allow_world_size_change)
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = setup_cfg(args, parser)
+    _check_flags(args, parser)
+    from .run_dir import remove_stale_temporaries
+
+    # One run per directory: everything below, the check for an earlier run included, holds its lock.
+    with _output_dir_lock(cfg.OUTPUT_DIR):
+        removed = remove_stale_temporaries(cfg.OUTPUT_DIR) if int(os.environ.get("RANK", "0")) == 0 else []
+        return _run(args, cfg, parser, removed)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from fvcore.common.registry import Registry
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..utils import atomic_save
 from .file_check import check_files_exist
 from .places365 import places365_release_path, resolve_places_layout
 from .profile import subsample_long_tail
@@ -151,9 +152,8 @@ def _decode_folder(directory: str, samples: List[Tuple[str, int]], cache_file: s
     tensor = torch.stack(images)
     if cache_file:
         os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
-        tmp = f"{cache_file}.{os.getpid()}.tmp"  # parallel runs may build the same cache
-        torch.save({"paths": [p for p, _ in samples], "images": tensor}, tmp)
-        os.replace(tmp, cache_file)
+        # Parallel runs may build the same cache: each writes its own temporary, then renames.
+        atomic_save({"paths": [p for p, _ in samples], "images": tensor}, cache_file)
     return tensor
 
 
