@@ -121,6 +121,12 @@ def setup_cfg(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser
 
     if cfg.METHOD not in METHODS:
         fail(f"unknown METHOD {cfg.METHOD!r}; registered: {', '.join(sorted(METHODS))}")
+    from .data.profile import check_imbalance_ratio
+
+    try:  # here, before the run's directory is touched (build_dataset checks it too, for the API)
+        check_imbalance_ratio(cfg.DATASET.IMBALANCE_RATIO)
+    except ValueError as error:
+        fail(str(error))
     if not cfg.OUTPUT_DIR:
         cfg.OUTPUT_DIR = os.path.join("output", f"{cfg.DATASET.NAME}_{cfg.METHOD}")
     cfg.freeze()
