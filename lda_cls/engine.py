@@ -52,6 +52,8 @@ DEPLOY_WEIGHTS = "model_deploy.pth"
 class TrainingDiverged(RuntimeError):
     """A logged loss was NaN or inf: training stopped before any checkpoint could hold the diverged model."""
 
+    user_error = True  # the settings' doing, not a bug: lda_cls.cli prints the message alone
+
 
 class Trainer:
     def __init__(self, cfg, output_dir: str, log_file: Optional[str] = "log.txt"):

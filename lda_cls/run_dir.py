@@ -43,6 +43,8 @@ class ResumeRefused(ValueError):
 class RunDirBusy(RuntimeError):
     """Another process holds the output directory's lock."""
 
+    user_error = True  # lda_cls.cli prints the message alone
+
 
 def _flatten(node, prefix: str = "") -> Dict[str, Any]:
     """{"SOLVER.BASE_LR": 0.05, ...} of a (nested) CfgNode or dict; tuples read as lists (YAML has no tuples)."""

@@ -8,9 +8,9 @@ Under ``torchrun --nproc_per_node N -m lda_cls.train ...`` it trains with DDP.
 import argparse
 import json
 import os
-import sys
 from typing import List, Optional
 
+from .cli import add_debug_flag, run_cli
 from .config import configs_root, get_cfg
 
 CONFIG_DIR = configs_root() / "cls"  # the installed package's, or the checkout's configs/cls
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test split")
     parser.add_argument("--weights", help="checkpoint for --eval-only (model_best.pth, model_deploy.pth, ...); "
                                           "in training, the stage-1 checkpoint of a two-stage method")
+    add_debug_flag(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs overriding config keys")
     return parser
 
@@ -225,10 +226,4 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    from .engine import TrainingDiverged
-
-    try:
-        main()
-    except TrainingDiverged as error:
-        sys.exit(f"error: {error}")  # exit status 1, the message without a traceback
-    sys.exit(0)
+    run_cli(main)  # a mistake (or a diverged run) is one line "error: ...", exit status 1

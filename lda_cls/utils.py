@@ -15,7 +15,8 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["init_distributed", "rank", "world_size", "is_main_process", "seed_everything", "rng_state",
-           "set_rng_state", "atomic_save", "atomic_write_text", "temporary_path", "is_temporary", "setup_logger", "json_safe", "strict_json_dumps"]
+           "set_rng_state", "atomic_write", "atomic_save", "atomic_write_text", "temporary_path", "is_temporary",
+           "setup_logger", "json_safe", "strict_json_dumps"]
 
 
 def init_distributed() -> torch.device:
@@ -78,7 +79,7 @@ def is_temporary(name: str) -> bool:
     return TEMPORARY_SUFFIX.search(name) is not None
 
 
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
     """``write(tmp)``, then rename tmp to ``path``; a crash or a full disk never leaves a half-written ``path``."""
     tmp = temporary_path(path)
     try:
@@ -103,7 +104,7 @@ def _atomic_write(path: str, write: Callable[[str], None]) -> None:
 
 def atomic_save(obj: Any, path: str) -> None:
     """torch.save to a temporary file of this writer's own, then rename."""
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -112,7 +113,7 @@ def atomic_write_text(path: str, text: str) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def json_safe(value: Any) -> Any:

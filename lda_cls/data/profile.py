@@ -4,7 +4,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["long_tail_counts", "subsample_long_tail", "check_imbalance_ratio", "check_no_empty_class", "shot_groups", "SHOT_NAMES"]
+__all__ = ["long_tail_counts", "subsample_long_tail", "check_imbalance_ratio", "check_no_empty_class", "shot_groups",
+           "SHOT_NAMES"]
 
 SHOT_NAMES = ("many", "medium", "few")
 

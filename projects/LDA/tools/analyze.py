@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -33,6 +32,7 @@ import numpy as np
 from lda_cls.analysis.figures import plot_per_class_metric, plot_training_curves, plot_weight_norms
 from lda_cls.analysis.metrics import LVIS_SPLITS, SPLITS, class_splits, split_means, weight_norms
 from lda_cls.analysis.report import Section, Table, write_report
+from lda_cls.cli import add_debug_flag, run_cli
 
 logger = logging.getLogger("lda_det.analyze")
 
@@ -276,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", help="checkpoint of RUN_DIR (default: last_checkpoint / model_final.pth)")
     parser.add_argument("--results", help=f"detections of RUN_DIR (default RUN_DIR/{RESULTS_FILE})")
     parser.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox")
+    add_debug_flag(parser)
     return parser
 
 
@@ -312,5 +313,4 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    run_cli(main)
