@@ -433,7 +433,7 @@ class Trainer:
         self.load_weights(best_path)
         if self.val_set is None:
             # The final epoch, already evaluated on test after its training; not repeated.
-            test_result = torch.load(best_path, map_location="cpu", weights_only=False)["test"]
+            test_result = load_checkpoint(best_path)["test"]
         else:
             test_result = self.evaluate("test")
             self._log_eval(None, best_epoch, "test", test_result)

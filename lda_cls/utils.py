@@ -50,15 +50,28 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> Dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The RNG states as tensors, numbers and tuples only: a checkpoint holding them loads with
+    ``torch.load(weights_only=True)`` (lda_cls/checkpoint_io.py), numpy's array included."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def _numpy_state(stored) -> tuple:
+    if isinstance(stored, dict):
+        return (stored["kind"], np.asarray(stored["keys"].numpy(), dtype=np.uint32), stored["pos"],
+                stored["has_gauss"], stored["cached_gaussian"])
+    return stored  # np.random.get_state()'s tuple, as checkpoints before the tensor form hold it
+
+
 def set_rng_state(state: Dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(tuple(state["python"]))
+    np.random.set_state(_numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -18,6 +18,7 @@ from fvcore.common.registry import Registry
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..checkpoint_io import load_checkpoint
 from ..utils import atomic_save
 from .file_check import check_files_exist
 from .places365 import places365_release_path, resolve_places_layout
@@ -147,7 +148,7 @@ def _subsample(targets: Sequence[int], num_classes: int, cfg, split: str,
 def _decode_folder(directory: str, samples: List[Tuple[str, int]], cache_file: str) -> torch.Tensor:
     """Decode all images of a small-image folder into one uint8 tensor, cached on disk."""
     if cache_file and os.path.isfile(cache_file):
-        cached = torch.load(cache_file)
+        cached = load_checkpoint(cache_file)  # weights_only: a cache file planted there runs nothing
         if cached["paths"] == [p for p, _ in samples]:
             return cached["images"]
     images = []

@@ -46,8 +46,9 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
     """The model weights of a detectron2 checkpoint (.pth, or a model-zoo .pkl) as numpy arrays."""
     import pickle
 
-    import torch
     from detectron2.utils.file_io import PathManager
+
+    from lda_cls.checkpoint_io import load_checkpoint
 
     if not PathManager.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -55,8 +56,8 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
         if path.endswith(".pkl"):  # Detectron / model-zoo pickles, read as DetectionCheckpointer does
             loaded = pickle.load(handle, encoding="latin1")
             loaded = loaded.get("blobs", loaded)
-        else:
-            loaded = torch.load(handle, map_location="cpu", weights_only=False)
+        else:  # weights_only: a checkpoint from elsewhere runs no code (lda_cls/checkpoint_io.py)
+            loaded = load_checkpoint(PathManager.get_local_path(path))
     state = loaded.get("model", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict or a dict with key 'model'")
