@@ -18,7 +18,7 @@ from detectron2.evaluation import LVISEvaluator, verify_results
 
 from lda_cls.cli import add_debug_flag, run_cli
 from lda_det import add_lda_config, restore_numpy_aliases
-from lda_det.checkpoint import AtomicDetectionCheckpointer
+from lda_det.checkpoint import AtomicDetectionCheckpointer, HeadCheckingCheckpointer
 from lda_det.data import ensure_available
 from lda_det.decoupling import keeping_initialisation, restrict_trainable_parameters
 from lda_det.samplers import TRAIN_SAMPLER_REGISTRY
@@ -71,8 +71,9 @@ class Trainer(DefaultTrainer):
                              max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
 
 
-class EvalCheckpointer(AtomicDetectionCheckpointer):
-    """Refuses weights that leave part of the model as initialised: evaluating them measures random layers."""
+class EvalCheckpointer(HeadCheckingCheckpointer):
+    """Refuses weights of another ROI head (HeadCheckingCheckpointer) and weights that leave part of the model
+    as initialised: evaluating them measures random layers."""
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)

@@ -31,6 +31,7 @@ import numpy as np
 from lda_cls.cli import add_debug_flag, message_of, run_cli
 
 DELTA_ACCS = (1.0, 5.0, 10.0, 20.0, 40.0)  # percentage points
+LDA_HEADS = ("LDAROIHeads", "LDARes5ROIHeads")
 
 
 def _setup_cfg(config_file: str, opts: Sequence[str]):
@@ -58,6 +59,11 @@ def loss_scale(cfg, num_gpus: int, delta_accs: Sequence[float] = DELTA_ACCS) -> 
     from lda_det.class_counts import class_counts_from_config
 
     lda, heads = cfg.MODEL.LDA, cfg.MODEL.ROI_HEADS
+    if heads.NAME not in LDA_HEADS:  # the other heads' losses have none of these terms
+        raise ValueError(f"MODEL.ROI_HEADS.NAME is {heads.NAME}: loss_scale.py tabulates the terms of LDA's loss, "
+                         f"which only {' and '.join(LDA_HEADS)} have")
+    if num_gpus < 1:
+        raise ValueError(f"--num-gpus must be at least 1, got {num_gpus}")
     if cfg.SOLVER.IMS_PER_BATCH % num_gpus:
         raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by {num_gpus} GPUs")
     counts = np.maximum(np.asarray(class_counts_from_config(cfg), dtype=np.float64), 1)  # LDALoss: 0 -> 1
@@ -150,6 +156,8 @@ def main(argv=None) -> None:
     add_debug_flag(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE ...")
     args = parser.parse_args(argv)
+    if args.num_gpus < 1:
+        raise ValueError(f"--num-gpus must be at least 1, got {args.num_gpus}")
     cfg = _setup_cfg(args.config_file, args.opts)
     try:
         result = loss_scale(cfg, args.num_gpus, args.delta_acc)
