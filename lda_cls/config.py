@@ -26,7 +26,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.DATASET.NAME = "digits_lt"  # digits_lt | cifar10_lt | cifar100_lt | imagenet_lt | places_lt | imagefolder_lt
     cfg.DATASET.ROOT = ""  # data root: CIFAR download dir or image-folder tree, image root of split files
     cfg.DATASET.NUM_CLASSES = 0  # C; 0 = known for the dataset (10, 100, 1000, 365) or from the class folders
-    cfg.DATASET.IMBALANCE_RATIO = 10.0  # IR = n_max / n_min of the exponential profile; <= 1 keeps the data as is
+    cfg.DATASET.IMBALANCE_RATIO = 10.0  # IR = n_max / n_min of the exponential profile, >= 1; 1 keeps the data as is
     cfg.DATASET.SUBSAMPLE_SEED = 0  # which images of each class the profile keeps
     cfg.DATASET.DOWNLOAD = True  # CIFAR: let torchvision download when ROOT has no image-folder tree
     cfg.DATASET.CACHE_DIR = ""  # image-folder CIFAR: decode the JPEGs once into a uint8 tensor file here

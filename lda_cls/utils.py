@@ -5,15 +5,18 @@ import logging
 import math
 import os
 import random
+import re
+import secrets
 import sys
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 __all__ = ["init_distributed", "rank", "world_size", "is_main_process", "seed_everything", "rng_state",
-           "set_rng_state", "atomic_save", "setup_logger", "json_safe", "strict_json_dumps"]
+           "set_rng_state", "atomic_write", "atomic_save", "atomic_write_text", "temporary_path", "is_temporary",
+           "setup_logger", "json_safe", "strict_json_dumps"]
 
 
 def init_distributed() -> torch.device:
@@ -47,26 +50,54 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> Dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The RNG states as tensors, numbers and tuples only: a checkpoint holding them loads with
+    ``torch.load(weights_only=True)`` (lda_cls/checkpoint_io.py), numpy's array included."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def _numpy_state(stored) -> tuple:
+    if isinstance(stored, dict):
+        return (stored["kind"], np.asarray(stored["keys"].numpy(), dtype=np.uint32), stored["pos"],
+                stored["has_gauss"], stored["cached_gaussian"])
+    return stored  # np.random.get_state()'s tuple, as checkpoints before the tensor form hold it
+
+
 def set_rng_state(state: Dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(tuple(state["python"]))
+    np.random.set_state(_numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_save(obj: Any, path: str) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
-    tmp = f"{path}.tmp"
+# Every atomic write goes through a temporary name unique to its writer (pid + random): two processes
+# writing the same file never share one, and a temporary left by a killed run is recognisable as such.
+TEMPORARY_SUFFIX = re.compile(r"\.\d+-[0-9a-f]{8}\.tmp$")
+
+
+def temporary_path(path: str) -> str:
+    """A fresh temporary name next to ``path`` (same directory: os.replace stays atomic)."""
+    return f"{path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of ``temporary_path``'s."""
+    return TEMPORARY_SUFFIX.search(name) is not None
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """``write(tmp)``, then rename tmp to ``path``; a crash or a full disk never leaves a half-written ``path``."""
+    tmp = temporary_path(path)
     try:
         try:
-            torch.save(obj, tmp)
+            write(tmp)
             os.replace(tmp, path)
         except OSError as error:
             if error.errno == errno.ENOSPC:
@@ -82,6 +113,20 @@ def atomic_save(obj: Any, path: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """torch.save to a temporary file of this writer's own, then rename."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write a text file (config.yaml, results.json) as atomic_save writes checkpoints."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    atomic_write(path, write)
 
 
 def json_safe(value: Any) -> Any:
@@ -100,8 +145,8 @@ def strict_json_dumps(value: Any, **kwargs) -> str:
     return json.dumps(json_safe(value), allow_nan=False, **kwargs)
 
 
-def setup_logger(output_dir: str, name: str = "lda_cls") -> logging.Logger:
-    """Log to stdout and <output_dir>/log.txt on the main process; warnings only elsewhere."""
+def setup_logger(output_dir: str, name: str = "lda_cls", log_file: Optional[str] = "log.txt") -> logging.Logger:
+    """Log to stdout and <output_dir>/<log_file> (None: stdout only) on the main process; warnings only elsewhere."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO if is_main_process() else logging.WARNING)
     logger.propagate = False
@@ -112,8 +157,8 @@ def setup_logger(output_dir: str, name: str = "lda_cls") -> logging.Logger:
     stream = logging.StreamHandler(sys.stdout)
     stream.setFormatter(formatter)
     logger.addHandler(stream)
-    if is_main_process():
-        file_handler = logging.FileHandler(os.path.join(output_dir, "log.txt"))
+    if is_main_process() and log_file:
+        file_handler = logging.FileHandler(os.path.join(output_dir, log_file))
         file_handler.setFormatter(formatter)
         logger.addHandler(file_handler)
     return logger

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from lda_cls.checkpoint_io import load_checkpoint
 from lda_cls.precision import autocast_dtype_for
 
 from .history import read_metrics
@@ -68,7 +69,7 @@ def load_model(cfg, num_classes: int, checkpoint: str, device: torch.device):
     from lda_cls import build_model
 
     model = build_model(cfg, num_classes)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint(checkpoint)  # weights_only: a file from elsewhere runs nothing
     state = state.get("model", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise ValueError(f"{checkpoint}: expected a state dict or a dict with key 'model'")

@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..checkpoint_io import load_checkpoint
 from .base import Method, register_method
 from .ce import CrossEntropyLoss
 
@@ -45,7 +46,7 @@ def load_stage1_weights(model, path: str, keep_classifier: bool) -> List[str]:
                          "(DECOUPLE.STAGE1_WEIGHTS)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"stage-1 weights not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_checkpoint(path)  # weights_only: a stage-1 file from elsewhere runs nothing
     state = state.get("model", state) if isinstance(state, dict) else state
     own = model.state_dict()
     wanted = [key for key in own if key.startswith("backbone.")]

@@ -16,8 +16,9 @@ from detectron2.data import build_detection_train_loader, get_detection_dataset_
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import LVISEvaluator, verify_results
 
+from lda_cls.cli import add_debug_flag, run_cli
 from lda_det import add_lda_config, restore_numpy_aliases
-from lda_det.checkpoint import AtomicDetectionCheckpointer
+from lda_det.checkpoint import AtomicDetectionCheckpointer, HeadCheckingCheckpointer
 from lda_det.data import ensure_available
 from lda_det.decoupling import keeping_initialisation, restrict_trainable_parameters
 from lda_det.samplers import TRAIN_SAMPLER_REGISTRY
@@ -70,8 +71,9 @@ class Trainer(DefaultTrainer):
                              max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
 
 
-class EvalCheckpointer(AtomicDetectionCheckpointer):
-    """Refuses weights that leave part of the model as initialised: evaluating them measures random layers."""
+class EvalCheckpointer(HeadCheckingCheckpointer):
+    """Refuses weights of another ROI head (HeadCheckingCheckpointer) and weights that leave part of the model
+    as initialised: evaluating them measures random layers."""
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)
@@ -87,6 +89,8 @@ class EvalCheckpointer(AtomicDetectionCheckpointer):
 
 
 def setup(args):
+    if not os.path.isfile(args.config_file):  # detectron2 would assert, which reads as a bug
+        raise FileNotFoundError(f"config file not found: {args.config_file}")
     cfg = get_cfg()
     add_lda_config(cfg)
     cfg.merge_from_file(args.config_file)
@@ -123,8 +127,19 @@ def main(args):
     return trainer.train()
 
 
-if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+def build_parser():
+    """detectron2's arguments, and --debug (the traceback of an error, lda_cls.cli)."""
+    parser = default_argument_parser()
+    add_debug_flag(parser)
+    return parser
+
+
+def launch_main(argv):
+    args = build_parser().parse_args(argv)
     print("Command Line Args:", args)
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
+
+
+if __name__ == "__main__":
+    run_cli(launch_main)  # a mistake is one line "error: ...", exit status 1 (the traceback with --debug)

@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -33,6 +32,7 @@ import numpy as np
 from lda_cls.analysis.figures import plot_per_class_metric, plot_training_curves, plot_weight_norms
 from lda_cls.analysis.metrics import LVIS_SPLITS, SPLITS, class_splits, split_means, weight_norms
 from lda_cls.analysis.report import Section, Table, write_report
+from lda_cls.cli import add_debug_flag, run_cli
 
 logger = logging.getLogger("lda_det.analyze")
 
@@ -46,8 +46,9 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
     """The model weights of a detectron2 checkpoint (.pth, or a model-zoo .pkl) as numpy arrays."""
     import pickle
 
-    import torch
     from detectron2.utils.file_io import PathManager
+
+    from lda_cls.checkpoint_io import load_checkpoint
 
     if not PathManager.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -55,8 +56,8 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
         if path.endswith(".pkl"):  # Detectron / model-zoo pickles, read as DetectionCheckpointer does
             loaded = pickle.load(handle, encoding="latin1")
             loaded = loaded.get("blobs", loaded)
-        else:
-            loaded = torch.load(handle, map_location="cpu", weights_only=False)
+        else:  # weights_only: a checkpoint from elsewhere runs no code (lda_cls/checkpoint_io.py)
+            loaded = load_checkpoint(PathManager.get_local_path(path))
     state = loaded.get("model", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict or a dict with key 'model'")
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", help="checkpoint of RUN_DIR (default: last_checkpoint / model_final.pth)")
     parser.add_argument("--results", help=f"detections of RUN_DIR (default RUN_DIR/{RESULTS_FILE})")
     parser.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox")
+    add_debug_flag(parser)
     return parser
 
 
@@ -312,5 +314,4 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    run_cli(main)

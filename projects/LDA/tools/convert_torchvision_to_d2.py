@@ -12,10 +12,12 @@ detectron2's ImageNet .pkl files are. Such weights expect RGB input normalised w
 ImageNet's mean / std and STRIDE_IN_1X1 False, as the X-101-32x4d configs set.
 """
 import argparse
-import os
 import pickle
 
 import torch
+
+from lda_cls.cli import add_debug_flag, run_cli
+from lda_cls.utils import atomic_write
 
 
 def torchvision_to_d2(state_dict):
@@ -45,18 +47,21 @@ def load_state_dict(path):
     return state
 
 
-def main():
+def _write_pickle(data, path: str) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(data, f)
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="torchvision-layout state dict (.pth / .safetensors)")
     parser.add_argument("output", help="detectron2 .pkl to write")
-    args = parser.parse_args()
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
     data = torchvision_to_d2(load_state_dict(args.input))
-    tmp = args.output + ".tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump(data, f)
-    os.replace(tmp, args.output)
+    atomic_write(args.output, lambda tmp: _write_pickle(data, tmp))  # a temporary of its own, then renamed
     print(f"wrote {len(data['model'])} tensors to {args.output}")
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
