@@ -61,7 +61,7 @@ class Trainer:
         to the log of a training run in the same directory)."""
         self.cfg = cfg
         self.output_dir = output_dir
-        self.device = init_distributed()
+        self.device = init_distributed(timeout_s=cfg.DIST_TIMEOUT_S)
         if is_main_process():
             os.makedirs(output_dir, exist_ok=True)
         if world_size() > 1:

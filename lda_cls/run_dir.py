@@ -27,11 +27,11 @@ __all__ = ["RESUMABLE_KEYS", "LOCK_FILE", "ResumeRefused", "RunDirBusy", "config
 
 LOCK_FILE = "run.lock"
 
-# What a resumed run may change: how often it logs, evaluates and checkpoints, its CPU threads, where it
-# stops this time, and the directory's own path (a moved run). None of them changes the weights an
+# What a resumed run may change: how often it logs, evaluates and checkpoints, its CPU threads, how long a
+# collective waits, where it stops this time, and the directory's own path (a moved run). None of them changes the weights an
 # epoch computes (every epoch reseeds itself, see Trainer.train), so the result stays the uninterrupted run's.
 RESUMABLE_KEYS = ("LOG_PERIOD", "CHECKPOINT_PERIOD", "TEST.EVAL_PERIOD", "NUM_THREADS", "SOLVER.STOP_EPOCH",
-                  "OUTPUT_DIR")
+                  "OUTPUT_DIR", "DIST_TIMEOUT_S")
 
 _ABSENT = object()
 

@@ -1,4 +1,5 @@
 """Process-group set-up, seeding, logging and atomic checkpoint files."""
+import datetime
 import errno
 import json
 import logging
@@ -8,27 +9,67 @@ import random
 import re
 import secrets
 import sys
+import traceback
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "rank", "world_size", "is_main_process", "seed_everything", "rng_state",
+__all__ = ["init_distributed", "CollectiveFailed", "collective_failure", "rank", "world_size", "is_main_process", "seed_everything", "rng_state",
            "set_rng_state", "atomic_write", "atomic_save", "atomic_write_text", "temporary_path", "is_temporary",
            "setup_logger", "json_safe", "strict_json_dumps"]
 
 
-def init_distributed() -> torch.device:
-    """Join the torchrun process group if there is one (NCCL on GPUs, gloo on CPU); return the device."""
+def init_distributed(timeout_s: float = 1800) -> torch.device:
+    """Join the torchrun process group if there is one (NCCL on GPUs, gloo on CPU); return the device.
+    ``timeout_s`` (DIST_TIMEOUT_S): how long a collective waits for the other ranks before it raises."""
     use_cuda = torch.cuda.is_available()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo",
+                                timeout=datetime.timedelta(seconds=timeout_s))
     if use_cuda:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
+
+
+class CollectiveFailed(RuntimeError):
+    """A collective timed out or lost its peers: another rank stopped, hung or died (not a bug of this rank)."""
+    user_error = True  # lda_cls.cli prints the message alone: it already names the rank and the collective
+
+
+def _collective_of(error: BaseException) -> str:
+    """The collective the error came from, read off its traceback: the innermost torch.distributed call,
+    else a backward pass (DDP all-reduces the gradients inside it), else the innermost frame."""
+    frames = traceback.extract_tb(error.__traceback__)
+    torch_dir = os.sep + "torch" + os.sep
+    for index in range(len(frames) - 1, -1, -1):
+        if os.sep + os.path.join("torch", "distributed") + os.sep in frames[index].filename:
+            callers = [frame for frame in frames[:index] if torch_dir not in frame.filename]
+            where = f" called by {os.path.basename(callers[-1].filename)}:{callers[-1].name}" if callers else ""
+            return f"torch.distributed {frames[index].name}{where}"
+    for frame in reversed(frames):
+        if os.sep + os.path.join("torch", "autograd") + os.sep in frame.filename:
+            return "DDP's gradient all-reduce (backward)"
+    return frames[-1].name if frames else "a collective"
+
+
+def collective_failure(error: BaseException, timeout_s: float) -> Optional[CollectiveFailed]:
+    """``error`` as a :class:`CollectiveFailed` naming this rank and the collective, or None when it is not a
+    failed collective (gloo's timeouts and lost connections, NCCL's watchdog)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    backend_error = getattr(dist, "DistBackendError", ())
+    text = str(error)
+    if not (isinstance(error, backend_error) or "Timed out" in text or "Connection closed by peer" in text
+            or "Connection reset by peer" in text):
+        return None
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return CollectiveFailed(
+        f"rank {dist.get_rank()} of {dist.get_world_size()}: {_collective_of(error)} failed "
+        f"(DIST_TIMEOUT_S {timeout_s:g} s): another rank stopped, hung or died; {first_line}")
 
 
 def rank() -> int:

@@ -21,6 +21,7 @@ from lda_det import add_lda_config, restore_numpy_aliases
 from lda_det.checkpoint import AtomicDetectionCheckpointer, HeadCheckingCheckpointer
 from lda_det.data import ensure_available
 from lda_det.decoupling import keeping_initialisation, restrict_trainable_parameters
+from lda_det.resume_check import check_resume_config
 from lda_det.samplers import TRAIN_SAMPLER_REGISTRY
 
 
@@ -96,6 +97,8 @@ def setup(args):
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
+    if args.resume and not args.eval_only:
+        check_resume_config(cfg)  # before default_setup overwrites the run's config.yaml
     default_setup(cfg, args)
     box_head = cfg.MODEL.ROI_BOX_HEAD
     if box_head.USE_FED_LOSS and box_head.FED_LOSS_NUM_CLASSES > cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1:
