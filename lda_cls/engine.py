@@ -8,7 +8,7 @@ Files in the output directory:
   (backbone + h), results.json (test split, selected weights); run.lock (held by the
   run in progress, lda_cls/run_dir.py); eval_results.json (--eval-only's record, which
   writes nothing else there).
-Every file is written under a temporary name of its writer's own, then renamed (utils.atomic_save);
+Every file is written under a temporary name of its writer's own, then renamed (lda_common.atomic_files);
 a resumed run continues only with its own config (run_dir.read_resume_checkpoint).
 
 The test split never selects anything that results.json reports as its headline:
@@ -29,7 +29,10 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from .checkpoint_io import load_checkpoint
+from lda_common.atomic_files import atomic_save, atomic_write_text
+from lda_common.checkpoint_io import load_checkpoint
+from lda_common.strict_json import strict_json_dumps
+
 from .data import BatchPreprocess, DeviceBatches, TensorImageDataset, build_dataset, class_counts_of, shot_groups
 from .evaluation import evaluate
 from .hooks import build_hooks
@@ -39,8 +42,8 @@ from .precision import autocast_dtype_for
 from .run_dir import drop_partial_last_line, read_resume_checkpoint, world_size_change
 from .samplers import build_train_sampler
 from .solver import build_optimizer, build_scheduler
-from .utils import (atomic_save, atomic_write_text, init_distributed, is_main_process, rank, rng_state,
-                    seed_everything, set_rng_state, setup_logger, strict_json_dumps, world_size)
+from .utils import (init_distributed, is_main_process, rank, rng_state, seed_everything, set_rng_state, setup_logger,
+                    world_size)
 
 __all__ = ["Trainer", "TrainingDiverged", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS"]
 
@@ -52,7 +55,7 @@ DEPLOY_WEIGHTS = "model_deploy.pth"
 class TrainingDiverged(RuntimeError):
     """A logged loss was NaN or inf: training stopped before any checkpoint could hold the diverged model."""
 
-    user_error = True  # the settings' doing, not a bug: lda_cls.cli prints the message alone
+    user_error = True  # the settings' doing, not a bug: lda_common.cli prints the message alone
 
 
 class Trainer:

@@ -10,7 +10,8 @@ import json
 import os
 from typing import List, Optional
 
-from .cli import add_debug_flag, run_cli
+from lda_common.cli import add_debug_flag, run_cli
+
 from .config import configs_root, get_cfg
 
 CONFIG_DIR = configs_root() / "cls"  # the installed package's, or the checkout's configs/cls

@@ -1,24 +1,18 @@
-"""Process-group set-up, seeding, logging and atomic checkpoint files."""
+"""Process-group set-up and its faults, seeding and logging (atomic files: lda_common.atomic_files)."""
 import datetime
-import errno
-import json
 import logging
-import math
 import os
 import random
-import re
-import secrets
 import sys
 import traceback
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "CollectiveFailed", "collective_failure", "rank", "world_size", "is_main_process", "seed_everything", "rng_state",
-           "set_rng_state", "atomic_write", "atomic_save", "atomic_write_text", "temporary_path", "is_temporary",
-           "setup_logger", "json_safe", "strict_json_dumps"]
+__all__ = ["init_distributed", "CollectiveFailed", "collective_failure", "rank", "world_size", "is_main_process",
+           "seed_everything", "rng_state", "set_rng_state", "setup_logger"]
 
 
 def init_distributed(timeout_s: float = 1800) -> torch.device:
@@ -37,7 +31,7 @@ def init_distributed(timeout_s: float = 1800) -> torch.device:
 
 class CollectiveFailed(RuntimeError):
     """A collective timed out or lost its peers: another rank stopped, hung or died (not a bug of this rank)."""
-    user_error = True  # lda_cls.cli prints the message alone: it already names the rank and the collective
+    user_error = True  # lda_common.cli prints the message alone: it already names the rank and the collective
 
 
 def _collective_of(error: BaseException) -> str:
@@ -92,7 +86,7 @@ def seed_everything(seed: int) -> None:
 
 def rng_state() -> Dict[str, Any]:
     """The RNG states as tensors, numbers and tuples only: a checkpoint holding them loads with
-    ``torch.load(weights_only=True)`` (lda_cls/checkpoint_io.py), numpy's array included."""
+    ``torch.load(weights_only=True)`` (lda_common/checkpoint_io.py), numpy's array included."""
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     state = {"python": random.getstate(),
              "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
@@ -116,74 +110,6 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# Every atomic write goes through a temporary name unique to its writer (pid + random): two processes
-# writing the same file never share one, and a temporary left by a killed run is recognisable as such.
-TEMPORARY_SUFFIX = re.compile(r"\.\d+-[0-9a-f]{8}\.tmp$")
-
-
-def temporary_path(path: str) -> str:
-    """A fresh temporary name next to ``path`` (same directory: os.replace stays atomic)."""
-    return f"{path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-
-
-def is_temporary(name: str) -> bool:
-    """Whether a file name is one of ``temporary_path``'s."""
-    return TEMPORARY_SUFFIX.search(name) is not None
-
-
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)``, then rename tmp to ``path``; a crash or a full disk never leaves a half-written ``path``."""
-    tmp = temporary_path(path)
-    try:
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                raise OSError(errno.ENOSPC, f"no space left on device while writing {path} "
-                                            f"(the previous file, if any, is unchanged)") from error
-            raise
-        except RuntimeError as error:
-            # torch's zip writer reports a short write (a full disk) as "unexpected pos A vs B".
-            if "unexpected pos" in str(error):
-                raise OSError(errno.ENOSPC, f"no space left on device while writing {path} (torch: {error}; "
-                                            f"the previous file, if any, is unchanged)") from error
-            raise
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_save(obj: Any, path: str) -> None:
-    """torch.save to a temporary file of this writer's own, then rename."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write a text file (config.yaml, results.json) as atomic_save writes checkpoints."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-
-    atomic_write(path, write)
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN / inf float replaced by None, so that it serialises as strict JSON (null)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
-
-
-def strict_json_dumps(value: Any, **kwargs) -> str:
-    """json.dumps that writes null for NaN / inf (bare NaN is not JSON; strict parsers reject it)."""
-    return json.dumps(json_safe(value), allow_nan=False, **kwargs)
 
 
 def setup_logger(output_dir: str, name: str = "lda_cls", log_file: Optional[str] = "log.txt") -> logging.Logger:

@@ -1,21 +1,15 @@
 """benchmarks/results_table.py: the README's tables are what the committed result files say."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from .helpers import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_module(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-results_table = load_module("results_table")
+results_table = load_script("benchmarks/results_table.py", "results_table")
 
 
 def write_run(directory, method, seed, top1, h_prime=None, **extra):

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from lda_cls.checkpoint_io import load_checkpoint
+from lda_analysis.history import read_metrics
+from lda_analysis.metrics import samples_per_class, subsample_per_class
+from lda_analysis.run_data import RunData
+from lda_analysis.splits import SplitRule
 from lda_cls.precision import autocast_dtype_for
-
-from .history import read_metrics
-from .metrics import SplitRule, samples_per_class, subsample_per_class
-from .run_data import RunData
+from lda_common.checkpoint_io import load_checkpoint
 
 logger = logging.getLogger(__name__)
 

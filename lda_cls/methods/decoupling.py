@@ -30,7 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..checkpoint_io import load_checkpoint
+from lda_common.checkpoint_io import load_checkpoint
+
 from .base import Method, register_method
 from .ce import CrossEntropyLoss
 

@@ -16,7 +16,8 @@ from detectron2.data import build_detection_train_loader, get_detection_dataset_
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import LVISEvaluator, verify_results
 
-from lda_cls.cli import add_debug_flag, run_cli
+from lda_common.cli import add_debug_flag, run_cli
+
 from lda_det import add_lda_config, restore_numpy_aliases
 from lda_det.checkpoint import AtomicDetectionCheckpointer, HeadCheckingCheckpointer
 from lda_det.data import ensure_available
@@ -131,7 +132,7 @@ def main(args):
 
 
 def build_parser():
-    """detectron2's arguments, and --debug (the traceback of an error, lda_cls.cli)."""
+    """detectron2's arguments, and --debug (the traceback of an error, lda_common.cli)."""
     parser = default_argument_parser()
     add_debug_flag(parser)
     return parser
