@@ -41,7 +41,7 @@ METHODS = {
     "baseline": Method("Mask R-CNN (softmax CE)", "baseline_mask_rcnn_R_50_FPN_1x.yaml",
                        ("MODEL.ROI_HEADS.NAME", "StandardROIHeads")),
     "federated": Method("Federated loss (sigmoid)", "federated_mask_rcnn_R_50_FPN_1x.yaml",
-                        ("MODEL.ROI_HEADS.NAME", "StandardROIHeads", "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE", "True",
+                        ("MODEL.ROI_HEADS.NAME", "FederatedROIHeads", "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE", "True",
                          "MODEL.ROI_BOX_HEAD.USE_FED_LOSS", "True", "MODEL.ROI_BOX_HEAD.FED_LOSS_FREQ_WEIGHT_POWER",
                          "0.5")),
     "eql": Method("EQL", "eql_mask_rcnn_R_50_FPN_1x.yaml", ("MODEL.ROI_HEADS.NAME", "EQLROIHeads")),

@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from lda_cls.methods import METHODS  # noqa: E402  (the repository on the path first)
 from lda_cls.methods.decoupling import TwoStageMethod  # noqa: E402
+from lda_common.atomic_files import atomic_write_text  # noqa: E402
 
 DATASETS_WITHOUT_VAL = ("cifar10_lt", "cifar100_lt")
 # The decision table's methods: the literature's reference points and LDA with its variants.
@@ -220,9 +221,7 @@ class Runner:
             result, seconds, command = self.train(method, seed, weights)
         result.setdefault("_output_dir", str(self.work / f"{method}_seed{seed}"))
         record = run_record(method, seed, self.args, result, seconds, command, self.commit)
-        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(str(path), json.dumps(record, indent=2) + "\n")
         print(f"{method} seed {seed}: top-1 {record['top1']:.2f} ({seconds:.0f}s) -> {path}", flush=True)
 
 

@@ -13,12 +13,13 @@ Example:
 import argparse
 import logging
 import os
-import sys
 from typing import List, Optional
 
+from lda_analysis.pipeline import analyze_runs
+from lda_analysis.report import text_table
+from lda_common.cli import add_debug_flag, run_cli
+
 from .analysis.collect import FEATURE_KINDS, collect_run
-from .analysis.pipeline import analyze_runs
-from .analysis.report import text_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-tsne", action="store_true", help="skip the t-SNE figure")
     parser.add_argument("--no-cache", action="store_true", help="recompute the forward passes")
     parser.add_argument("--device", help="torch device (default cuda if available, else cpu)")
+    add_debug_flag(parser)
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides for every run, e.g. --opts DATASET.ROOT /data/cifar10 "
                              "(when the data moved since training)")
@@ -71,5 +73,4 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    run_cli(main)

@@ -21,12 +21,15 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.CHECKPOINT_PERIOD = 1  # write last_checkpoint.pth every this many epochs
     cfg.NUM_THREADS = 1  # CPU intra-op threads per process; 0 = torch's default (1 keeps tiny models fast on busy CPUs)
     cfg.CUDNN_BENCHMARK = False  # True trades bitwise reproducibility for speed on GPUs
+    # Seconds a collective waits for the other ranks before this rank fails (torch's gloo default is 1800):
+    # a stopped or hung rank then ends the run with an error naming the rank and the collective.
+    cfg.DIST_TIMEOUT_S = 1800
 
     cfg.DATASET = CN()
     cfg.DATASET.NAME = "digits_lt"  # digits_lt | cifar10_lt | cifar100_lt | imagenet_lt | places_lt | imagefolder_lt
     cfg.DATASET.ROOT = ""  # data root: CIFAR download dir or image-folder tree, image root of split files
     cfg.DATASET.NUM_CLASSES = 0  # C; 0 = known for the dataset (10, 100, 1000, 365) or from the class folders
-    cfg.DATASET.IMBALANCE_RATIO = 10.0  # IR = n_max / n_min of the exponential profile; <= 1 keeps the data as is
+    cfg.DATASET.IMBALANCE_RATIO = 10.0  # IR = n_max / n_min of the exponential profile, >= 1; 1 keeps the data as is
     cfg.DATASET.SUBSAMPLE_SEED = 0  # which images of each class the profile keeps
     cfg.DATASET.DOWNLOAD = True  # CIFAR: let torchvision download when ROOT has no image-folder tree
     cfg.DATASET.CACHE_DIR = ""  # image-folder CIFAR: decode the JPEGs once into a uint8 tensor file here

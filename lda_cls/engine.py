@@ -5,7 +5,11 @@ Files in the output directory:
   tensorboard/, config.yaml, last_checkpoint.pth (everything --resume needs),
   model_best.pth (the selected weights: best validation top-1 of h where the
   dataset has a validation split, else the final epoch), model_deploy.pth
-  (backbone + h), results.json (test split, selected weights).
+  (backbone + h), results.json (test split, selected weights); run.lock (held by the
+  run in progress, lda_cls/run_dir.py); eval_results.json (--eval-only's record, which
+  writes nothing else there).
+Every file is written under a temporary name of its writer's own, then renamed (lda_common.atomic_files);
+a resumed run continues only with its own config (run_dir.read_resume_checkpoint).
 
 The test split never selects anything that results.json reports as its headline:
 without a validation split the headline is the final epoch, and the best epoch
@@ -25,16 +29,21 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from lda_common.atomic_files import atomic_save, atomic_write_text
+from lda_common.checkpoint_io import load_checkpoint
+from lda_common.strict_json import strict_json_dumps
+
 from .data import BatchPreprocess, DeviceBatches, TensorImageDataset, build_dataset, class_counts_of, shot_groups
 from .evaluation import evaluate
 from .hooks import build_hooks
 from .methods import build_method
 from .models import build_model, deploy_state_dict
 from .precision import autocast_dtype_for
+from .run_dir import drop_partial_last_line, read_resume_checkpoint, world_size_change
 from .samplers import build_train_sampler
 from .solver import build_optimizer, build_scheduler
-from .utils import (atomic_save, init_distributed, is_main_process, rank, rng_state, seed_everything,
-                    set_rng_state, setup_logger, strict_json_dumps, world_size)
+from .utils import (init_distributed, is_main_process, rank, rng_state, seed_everything, set_rng_state, setup_logger,
+                    world_size)
 
 __all__ = ["Trainer", "TrainingDiverged", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS"]
 
@@ -43,32 +52,24 @@ BEST_CHECKPOINT = "model_best.pth"
 DEPLOY_WEIGHTS = "model_deploy.pth"
 
 
-def _changed_keys(old, new, prefix: str = ""):
-    """Dotted names of the config keys whose values differ between two CfgNodes."""
-    changed = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changed += _changed_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            changed.append(f"{prefix}{key}")
-    return changed
-
-
 class TrainingDiverged(RuntimeError):
     """A logged loss was NaN or inf: training stopped before any checkpoint could hold the diverged model."""
 
+    user_error = True  # the settings' doing, not a bug: lda_common.cli prints the message alone
+
 
 class Trainer:
-    def __init__(self, cfg, output_dir: str):
+    def __init__(self, cfg, output_dir: str, log_file: Optional[str] = "log.txt"):
+        """``log_file``: the log in ``output_dir`` (None: stdout only, as --eval-only, which must not add
+        to the log of a training run in the same directory)."""
         self.cfg = cfg
         self.output_dir = output_dir
-        self.device = init_distributed()
+        self.device = init_distributed(timeout_s=cfg.DIST_TIMEOUT_S)
         if is_main_process():
             os.makedirs(output_dir, exist_ok=True)
         if world_size() > 1:
             dist.barrier()
-        self.logger = setup_logger(output_dir)
+        self.logger = setup_logger(output_dir, log_file=log_file)
         self.autocast_dtype, precision = autocast_dtype_for(cfg.SOLVER.AMP, self.device)
         self.logger.info(precision)
         self.channels_last = cfg.SOLVER.CHANNELS_LAST and self.device.type == "cuda"
@@ -94,6 +95,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = build_method(cfg, self.class_counts)  # lda_cls/methods: loss, hooks, two-stage set-up
         self.criterion = self.method.build_criterion().to(self.device)
+        self.world_size_changes = []  # resumes under another world size (--allow-world-size-change)
 
     # ----------------------------------------------------------------- data
     def _train_loader(self):
@@ -138,13 +140,14 @@ class Trainer:
                         self.cfg.TEST.MANY_THRESHOLD, self.cfg.TEST.FEW_THRESHOLD, progress)
 
     def eval_only(self, weights: str) -> Dict[str, Optional[dict]]:
-        """Evaluate ``weights`` on the test split; writes eval_results.json and a metrics.jsonl record."""
+        """Evaluate ``weights`` on the test split; the record is eval_results.json alone: metrics.jsonl belongs
+        to the training run of the directory, if any, and stays as it was."""
         self.load_weights(weights)
         result = self.evaluate("test")
-        self._log_eval(None, -1, "test", result)
+        self._log_result("eval-only", "test", result)
         if is_main_process():
-            with open(os.path.join(self.output_dir, "eval_results.json"), "w") as handle:
-                handle.write(strict_json_dumps({**result, "weights": weights}, indent=2))
+            atomic_write_text(os.path.join(self.output_dir, "eval_results.json"),
+                              strict_json_dumps({**result, "weights": weights}, indent=2))
         return result
 
     def load_weights(self, path: str) -> None:
@@ -165,13 +168,23 @@ class Trainer:
             raise ValueError(f"{path} does not match the model of this config: {error}") from None
 
     def _read_checkpoint(self, path: str):
-        try:
-            return torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as error:  # UnpicklingError, EOFError, zip errors...: the file is what the user needs
-            raise ValueError(f"cannot read checkpoint {path} (corrupt or not a torch file): "
-                             f"{type(error).__name__}: {error}") from error
+        return load_checkpoint(path, map_location=self.device)
 
     # -------------------------------------------------------------- helpers
+    def _log_result(self, label: str, split: str, result: dict) -> None:
+        for classifier, metrics in result.items():
+            if metrics is not None:
+                self.logger.info(f"{label} {split} {classifier}: " +
+                                 ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if v is not None))
+
+    def _repair_metrics(self) -> None:
+        """Before a resumed run appends: drop a record cut off by a kill (run_dir.drop_partial_last_line)."""
+        path = os.path.join(self.output_dir, "metrics.jsonl")
+        dropped = drop_partial_last_line(path) if is_main_process() else None
+        if dropped is not None:
+            self.logger.warning(f"{path}: dropped a partial last line of {len(dropped)} characters, a record cut "
+                                f"off when the run was killed: {dropped[:80]!r}")
+
     def _write_jsonl(self, record: dict) -> None:
         if is_main_process():
             with open(os.path.join(self.output_dir, "metrics.jsonl"), "a") as handle:
@@ -179,11 +192,10 @@ class Trainer:
 
     def _log_eval(self, writer, epoch: int, split: str, result: dict) -> None:
         self._write_jsonl({"type": "eval", "epoch": epoch, "split": split, **result})
+        self._log_result(f"epoch {epoch}", split, result)
         for classifier, metrics in result.items():
             if metrics is None:
                 continue
-            self.logger.info(f"epoch {epoch} {split} {classifier}: " +
-                             ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if v is not None))
             if writer is not None:
                 for key, value in metrics.items():
                     if value is not None:
@@ -213,6 +225,8 @@ class Trainer:
             "selected_epoch": selected_epoch,
             "best_val_top1": best_val if has_val else None,
             **extra,
+            # Only a run resumed under another world size has the key: the others' results are unchanged.
+            **({"world_size_changes": self.world_size_changes} if self.world_size_changes else {}),
         }
 
     def _read_logged(self, stacked: torch.Tensor):
@@ -226,9 +240,37 @@ class Trainer:
             non_finite = bool(flag.item())
         return values, non_finite
 
+    def _load_training_state(self, state: dict, path: str, optimizer, scheduler, scaler) -> None:
+        """Model, optimizer, schedule, loss and scaler states of a checked resume checkpoint."""
+        try:
+            self.model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            self.criterion.load_state_dict(state["criterion"])
+            scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            # The configs are equal (read_resume_checkpoint): the code that builds the model changed.
+            raise ValueError(f"--resume: {path} does not fit the model this code builds from the same config "
+                             f"({type(error).__name__}: {error}); start afresh with --overwrite") from None
+
+    def _note_world_size_change(self, state: dict, epoch: int) -> None:
+        """Carry the checkpoint's world-size changes on, adding this resume's if the world size differs."""
+        self.world_size_changes = list(state.get("world_size_changes") or [])
+        change = world_size_change(state, world_size(), epoch)
+        if change is not None:
+            self.world_size_changes.append(change)
+            self.logger.warning(f"resumed under world size {change['to']}, the checkpoint was written by "
+                                f"{change['from']} process(es) (--allow-world-size-change; in results.json)")
+
     # ------------------------------------------------------------- training
-    def train(self, resume: bool = False) -> Optional[dict]:
-        """Train to SOLVER.EPOCHS (or SOLVER.STOP_EPOCH); returns results.json's dict at the end."""
+    def train(self, resume: bool = False, resume_state: Optional[dict] = None,
+              allow_world_size_change: bool = False) -> Optional[dict]:
+        """Train to SOLVER.EPOCHS (or SOLVER.STOP_EPOCH); returns results.json's dict at the end.
+
+        ``resume``: continue from last_checkpoint.pth, whose config must equal this one outside
+        ``run_dir.RESUMABLE_KEYS`` and whose world size this one's (unless ``allow_world_size_change``);
+        ``resume_state``: that checkpoint, already read and checked (``run_dir.read_resume_checkpoint``).
+        """
         cfg = self.cfg
         self.method.prepare(self)  # two-stage methods: stage-1 weights, freezing, classifier (before the optimizer)
         if cfg.SOLVER.EPOCHS == 0:  # training-free methods (tau-norm, NCM, post-hoc LA): the prepared model
@@ -245,32 +287,22 @@ class Trainer:
         saved_epoch = 0  # epoch of the checkpoint in last_checkpoint.pth (0: none yet)
         last_path = os.path.join(self.output_dir, LAST_CHECKPOINT)
         if resume:
-            if not os.path.isfile(last_path):
-                raise FileNotFoundError(f"--resume: no {LAST_CHECKPOINT} in {self.output_dir}")
-            state = self._read_checkpoint(last_path)
-            try:
-                self.model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-                self.criterion.load_state_dict(state["criterion"])
-                scaler.load_state_dict(state["scaler"])
-            except (RuntimeError, ValueError, KeyError) as error:
-                changed = _changed_keys(type(cfg).load_cfg(state["cfg"]), cfg) if "cfg" in state else []
-                raise ValueError(f"--resume: {last_path} does not fit this config"
-                                 + (f" (changed since it was written: {', '.join(changed)})" if changed else "")
-                                 + f"; resume with the run's config.yaml ({error})") from None
+            state = resume_state if resume_state is not None else read_resume_checkpoint(
+                last_path, cfg, world_size(), allow_world_size_change)
+            self._load_training_state(state, last_path, optimizer, scheduler, scaler)
             start_epoch, global_step = state["epoch"], state["iteration"]
             best_top1, best_epoch = state["best_top1"], state["best_epoch"]
             test_selected = state.get("test_selected")
             saved_epoch = start_epoch
+            self._note_world_size_change(state, start_epoch)
+            self._repair_metrics()
             set_rng_state(state["rng"][min(rank(), len(state["rng"]) - 1)])
             self.logger.info(f"resumed from {last_path} at epoch {start_epoch}")
         else:
             self.logger.info(f"training {cfg.METHOD} on {cfg.DATASET.NAME}: {len(self.train_set)} images, "
                              f"{self.num_classes} classes, counts {self.class_counts}")
         if is_main_process():  # only now: a failed --resume leaves the run's config.yaml as it was
-            with open(os.path.join(self.output_dir, "config.yaml"), "w") as handle:
-                handle.write(cfg.dump())
+            atomic_write_text(os.path.join(self.output_dir, "config.yaml"), cfg.dump())
 
         model = self.model
         if world_size() > 1:
@@ -371,7 +403,8 @@ class Trainer:
                                  "scaler": scaler.state_dict(), "epoch": epoch + 1, "iteration": global_step,
                                  "best_top1": best_top1, "best_epoch": best_epoch,
                                  "test_selected": test_selected, "rng": rng,
-                                 "cfg": cfg.dump()}, last_path)
+                                 "cfg": cfg.dump(), "world_size": world_size(),
+                                 "world_size_changes": self.world_size_changes}, last_path)
                 saved_epoch = epoch + 1
             if world_size() > 1:
                 dist.barrier()
@@ -386,8 +419,7 @@ class Trainer:
     def _finish_untrained(self) -> dict:
         """SOLVER.EPOCHS 0: the model as ``method.prepare`` left it is the result (epoch 0)."""
         if is_main_process():  # analyze reads the run's config
-            with open(os.path.join(self.output_dir, "config.yaml"), "w") as handle:
-                handle.write(self.cfg.dump())
+            atomic_write_text(os.path.join(self.output_dir, "config.yaml"), self.cfg.dump())
         split = self.selection_split
         result = self.evaluate(split)
         self._log_eval(None, 0, split, result)
@@ -404,14 +436,13 @@ class Trainer:
         self.load_weights(best_path)
         if self.val_set is None:
             # The final epoch, already evaluated on test after its training; not repeated.
-            test_result = torch.load(best_path, map_location="cpu", weights_only=False)["test"]
+            test_result = load_checkpoint(best_path)["test"]
         else:
             test_result = self.evaluate("test")
             self._log_eval(None, best_epoch, "test", test_result)
         results = self._results(test_result, best_epoch, best_top1, test_selected)
         if is_main_process():
             atomic_save(deploy_state_dict(self.model), os.path.join(self.output_dir, DEPLOY_WEIGHTS))
-            with open(os.path.join(self.output_dir, "results.json"), "w") as handle:
-                handle.write(strict_json_dumps(results, indent=2))
+            atomic_write_text(os.path.join(self.output_dir, "results.json"), strict_json_dumps(results, indent=2))
             self.logger.info(f"results: {json.dumps(results)}")
         return results

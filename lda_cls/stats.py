@@ -14,6 +14,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from lda_common.cli import add_debug_flag, run_cli
+
 from .data import SHOT_NAMES, build_dataset, class_counts_of, shot_groups
 from .train import DATASETS, setup_cfg
 
@@ -67,6 +69,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     parser.add_argument("--split", default="train", choices=("train", "val", "test"))
     parser.add_argument("--plot", help="write the sorted class-count histogram to this image file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_debug_flag(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
     args.output_dir, args.method = "unused", None
@@ -96,4 +99,4 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -8,8 +8,9 @@ Under ``torchrun --nproc_per_node N -m lda_cls.train ...`` it trains with DDP.
 import argparse
 import json
 import os
-import sys
 from typing import List, Optional
+
+from lda_common.cli import add_debug_flag, run_cli
 
 from .config import configs_root, get_cfg
 
@@ -28,12 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", help="sets METHOD and merges configs/cls/methods/<method>.yaml "
                                          "(lda, ce, ldam_drw, crt, ...; see README 'Compared methods')")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
+    parser.add_argument("--auto-resume", action="store_true",
+                        help="--resume if OUTPUT_DIR has a last_checkpoint.pth, else start afresh (also over a run "
+                             "killed before its first checkpoint): the one command torchrun --max-restarts re-runs")
+    parser.add_argument("--allow-world-size-change", action="store_true",
+                        help="--resume under another number of processes than the checkpoint's (the data order and "
+                             "BatchNorm statistics then differ from the uninterrupted run; results.json records it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh in an OUTPUT_DIR that holds an earlier run, deleting that run's files "
                              "(without it, or --resume, such a directory is refused)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test split")
     parser.add_argument("--weights", help="checkpoint for --eval-only (model_best.pth, model_deploy.pth, ...); "
                                           "in training, the stage-1 checkpoint of a two-stage method")
+    add_debug_flag(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs overriding config keys")
     return parser
 
@@ -118,6 +126,12 @@ def setup_cfg(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser
 
     if cfg.METHOD not in METHODS:
         fail(f"unknown METHOD {cfg.METHOD!r}; registered: {', '.join(sorted(METHODS))}")
+    from .data.profile import check_imbalance_ratio
+
+    try:  # here, before the run's directory is touched (build_dataset checks it too, for the API)
+        check_imbalance_ratio(cfg.DATASET.IMBALANCE_RATIO)
+    except ValueError as error:
+        fail(str(error))
     if not cfg.OUTPUT_DIR:
         cfg.OUTPUT_DIR = os.path.join("output", f"{cfg.DATASET.NAME}_{cfg.METHOD}")
     cfg.freeze()
@@ -148,39 +162,99 @@ def clear_previous_run(output_dir: str) -> None:
                 os.remove(os.path.join(events, name))
 
 
-def main(argv: Optional[List[str]] = None) -> dict:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cfg = setup_cfg(args, parser)
+def _check_flags(args, parser) -> None:
     if args.eval_only and not args.weights:
         parser.error("--eval-only needs --weights")
     if args.resume and args.overwrite:
         parser.error("--resume continues the run in OUTPUT_DIR, --overwrite deletes it: pass one of them")
-    from .engine import Trainer  # imported late so that --help and config errors stay fast
-    from .utils import is_main_process
+    if args.auto_resume and (args.resume or args.overwrite or args.eval_only):
+        parser.error("--auto-resume decides between --resume and a fresh start itself: pass it alone")
+    if args.allow_world_size_change and not (args.resume or args.auto_resume):
+        parser.error("--allow-world-size-change applies to --resume only")
+
+
+# What a run killed before its first checkpoint leaves: nothing in it can be continued.
+UNCHECKPOINTED_RUN_FILES = {"metrics.jsonl"}
+
+
+def _resolve_auto_resume(args, cfg) -> None:
+    """--auto-resume: continue the run in OUTPUT_DIR if it has a checkpoint; else start afresh, replacing
+    the files of a run killed before its first checkpoint (a finished run's results.json is never replaced)."""
+    from .engine import LAST_CHECKPOINT
+
+    if not args.auto_resume:
+        return
+    if os.path.isfile(os.path.join(cfg.OUTPUT_DIR, LAST_CHECKPOINT)):
+        args.resume = True
+    elif set(previous_run_files(cfg.OUTPUT_DIR)) <= UNCHECKPOINTED_RUN_FILES:
+        args.overwrite = True
+
+
+def _output_dir_lock(output_dir: str):
+    """The directory's lock (run_dir.run_dir_lock) on the process that writes it: torchrun's rank 0 (the
+    other ranks write nothing and wait for it in the process group)."""
+    import contextlib
+
+    from .run_dir import run_dir_lock
+
+    return run_dir_lock(output_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext()
+
+
+def _prepare_fresh_run(args, cfg, parser) -> None:
+    """A new training run refuses an earlier run's directory, or deletes that run's files with --overwrite."""
+    earlier = previous_run_files(cfg.OUTPUT_DIR)
+    if earlier and not args.overwrite:
+        parser.error(f"{cfg.OUTPUT_DIR} already holds a run ({', '.join(earlier)}): pass --resume to continue "
+                     f"it, --overwrite to replace it, or another --output-dir")
+    if earlier and int(os.environ.get("RANK", "0")) == 0:  # before the process group exists
+        clear_previous_run(cfg.OUTPUT_DIR)
+
+
+def _run(args, cfg, parser, removed_temporaries: List[str]):
+    from .engine import LAST_CHECKPOINT, Trainer  # imported late so that --help and config errors stay fast
+    from .run_dir import environment_world_size, read_resume_checkpoint
+    from .utils import collective_failure, is_main_process
 
     if not args.eval_only and not args.resume:
-        earlier = previous_run_files(cfg.OUTPUT_DIR)
-        if earlier and not args.overwrite:
-            parser.error(f"{cfg.OUTPUT_DIR} already holds a run ({', '.join(earlier)}): pass --resume to continue "
-                         f"it, --overwrite to replace it, or another --output-dir")
-        if earlier and int(os.environ.get("RANK", "0")) == 0:  # before the process group exists
-            clear_previous_run(cfg.OUTPUT_DIR)
+        _prepare_fresh_run(args, cfg, parser)
+    resume_state = None
+    if args.resume:  # checked before the Trainer writes anything (log.txt, config.yaml) into the directory
+        resume_state = read_resume_checkpoint(os.path.join(cfg.OUTPUT_DIR, LAST_CHECKPOINT), cfg,
+                                              environment_world_size(), args.allow_world_size_change)
+    # --eval-only logs to stdout only: a training run's log.txt in the same directory stays its own.
+    trainer = Trainer(cfg, cfg.OUTPUT_DIR, log_file=None if args.eval_only else "log.txt")
+    if removed_temporaries:
+        trainer.logger.warning(f"removed temporary files a killed run left in {cfg.OUTPUT_DIR}: "
+                               f"{', '.join(removed_temporaries)}")
+    try:
+        if args.eval_only:
+            result = trainer.eval_only(args.weights)
+            if is_main_process():
+                print(json.dumps(result))
+            return result
+        return trainer.train(resume=args.resume, resume_state=resume_state,
+                             allow_world_size_change=args.allow_world_size_change)
+    except RuntimeError as error:
+        failed = collective_failure(error, cfg.DIST_TIMEOUT_S)
+        if failed is None:
+            raise
+        trainer.logger.error(str(failed))
+        raise failed from error
 
-    trainer = Trainer(cfg, cfg.OUTPUT_DIR)
-    if args.eval_only:
-        result = trainer.eval_only(args.weights)
-        if is_main_process():
-            print(json.dumps(result))
-        return result
-    return trainer.train(resume=args.resume)
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = setup_cfg(args, parser)
+    _check_flags(args, parser)
+    from .run_dir import remove_stale_temporaries
+
+    # One run per directory: everything below, the check for an earlier run included, holds its lock.
+    with _output_dir_lock(cfg.OUTPUT_DIR):
+        removed = remove_stale_temporaries(cfg.OUTPUT_DIR) if int(os.environ.get("RANK", "0")) == 0 else []
+        _resolve_auto_resume(args, cfg)
+        return _run(args, cfg, parser, removed)
 
 
 if __name__ == "__main__":
-    from .engine import TrainingDiverged
-
-    try:
-        main()
-    except TrainingDiverged as error:
-        sys.exit(f"error: {error}")  # exit status 1, the message without a traceback
-    sys.exit(0)
+    run_cli(main)  # a mistake (or a diverged run) is one line "error: ...", exit status 1

@@ -272,20 +272,29 @@ class LDALoss(nn.Module):
         return risk_top1
 
     def _divergence(self, features, targets, valid, world_size):
-        """Eq. 7-8; with several ranks, on the class centres of the global batch.
-
-        The all-gather's backward sums the gradients every rank computes for this rank's
-        features, i.e. world_size x the one-process gradient, which DDP's averaging undoes;
-        so, unlike the risks, the divergence needs no rescaling.
-        """
         class_weights = self.class_weights if self.weighted_inter else None
-        if world_size == 1:
-            return class_divergence(features, targets, margin=self.margin, valid=valid, class_weights=class_weights)
-        kept = torch.ones_like(targets) if valid is None else valid.to(targets.dtype)
-        labels = gather_rows(torch.stack([targets, kept], dim=1))
-        all_features = gather_rows_with_grad(features)
-        return class_divergence(all_features, labels[:, 0], margin=self.margin, valid=labels[:, 1].bool(),
-                                class_weights=class_weights)
+        return global_class_divergence(features, targets, margin=self.margin, valid=valid,
+                                       class_weights=class_weights, world_size=world_size)
+
+
+def global_class_divergence(features: torch.Tensor, targets: torch.Tensor, margin: float,
+                            valid: Optional[torch.Tensor] = None, class_weights: Optional[torch.Tensor] = None,
+                            world_size: Optional[int] = None):
+    """Eq. 7-8 on the global batch: with several ranks, the class centres of the all-gathered features.
+
+    The all-gather's backward sums the gradients every rank computes for this rank's features,
+    i.e. world_size x the one-process gradient, which DDP's averaging undoes; so, unlike a batch
+    mean, the divergence needs no rescaling. Every rank must pass the same number of rows
+    (pad with ``valid=False``). ``world_size`` 1 computes the rank-local terms.
+    """
+    world_size = global_world_size() if world_size is None else world_size
+    if world_size == 1:
+        return class_divergence(features, targets, margin=margin, valid=valid, class_weights=class_weights)
+    kept = torch.ones_like(targets) if valid is None else valid.to(targets.dtype)
+    labels = gather_rows(torch.stack([targets, kept], dim=1))
+    all_features = gather_rows_with_grad(features)
+    return class_divergence(all_features, labels[:, 0], margin=margin, valid=labels[:, 1].bool(),
+                            class_weights=class_weights)
 
 
 def _checked_class_counts(class_counts) -> torch.Tensor:

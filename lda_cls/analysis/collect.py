@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from lda_analysis.history import read_metrics
+from lda_analysis.metrics import samples_per_class, subsample_per_class
+from lda_analysis.run_data import RunData
+from lda_analysis.splits import SplitRule
 from lda_cls.precision import autocast_dtype_for
-
-from .history import read_metrics
-from .metrics import SplitRule, samples_per_class, subsample_per_class
-from .run_data import RunData
+from lda_common.checkpoint_io import load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def load_model(cfg, num_classes: int, checkpoint: str, device: torch.device):
     from lda_cls import build_model
 
     model = build_model(cfg, num_classes)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint(checkpoint)  # weights_only: a file from elsewhere runs nothing
     state = state.get("model", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise ValueError(f"{checkpoint}: expected a state dict or a dict with key 'model'")

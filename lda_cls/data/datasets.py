@@ -18,9 +18,12 @@ from fvcore.common.registry import Registry
 from PIL import Image
 from torch.utils.data import Dataset
 
+from lda_common.atomic_files import atomic_save
+from lda_common.checkpoint_io import load_checkpoint
+
 from .file_check import check_files_exist
 from .places365 import places365_release_path, resolve_places_layout
-from .profile import subsample_long_tail
+from .profile import check_imbalance_ratio, subsample_long_tail
 
 __all__ = ["DATASET_REGISTRY", "build_dataset", "TensorImageDataset", "FileListDataset",
            "parse_split_file", "scan_image_folder", "IMAGE_EXTENSIONS"]
@@ -78,17 +81,29 @@ def _require_dir(path: str, what: str) -> None:
         raise FileNotFoundError(f"{what} does not exist: {path}")
 
 
+def _class_images(class_dir: str) -> List[str]:
+    """Image paths under a class folder, relative to it, nested folders included, in torchvision
+    ImageFolder's order (``sorted(os.walk(..., followlinks=True))``, file names sorted in each folder)."""
+    files = []
+    for root, _, names in sorted(os.walk(class_dir, followlinks=True)):
+        relative = os.path.relpath(root, class_dir)
+        for name in sorted(names):
+            if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(root, name)):
+                files.append(name if relative == "." else os.path.join(relative, name))
+    return files
+
+
 def scan_image_folder(directory: str) -> Tuple[List[str], List[Tuple[str, int]]]:
-    """(class names, [(relative path, label)]) of a ``<class>/<image>`` tree, classes sorted."""
+    """(class names, [(relative path, label)]) of a ``<class>/.../<image>`` tree, classes sorted.
+
+    As torchvision's ImageFolder: an image in a nested folder of a class folder belongs to that class."""
     _require_dir(directory, "image folder")
     classes = sorted(entry.name for entry in os.scandir(directory) if entry.is_dir())
     if not classes:
         raise ValueError(f"image folder {directory} has no class sub-folders")
     samples = []
     for label, name in enumerate(classes):
-        with os.scandir(os.path.join(directory, name)) as listing:
-            files = sorted(entry.name for entry in listing
-                           if entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file())
+        files = _class_images(os.path.join(directory, name))
         if not files:  # a zero-image class would skew the imbalance ratio and the shot groups
             raise ValueError(f"class folder {os.path.join(directory, name)} has no images "
                              f"({', '.join(IMAGE_EXTENSIONS)}); remove it or add its images")
@@ -122,17 +137,19 @@ def parse_split_file(path: str, num_classes: int = 0) -> List[Tuple[str, int]]:
     return samples
 
 
-def _subsample(targets: Sequence[int], num_classes: int, cfg, split: str) -> np.ndarray:
-    """Indices of the long-tailed training subset, or all indices for IR <= 1 / other splits."""
-    if split != "train" or cfg.DATASET.IMBALANCE_RATIO <= 1:
+def _subsample(targets: Sequence[int], num_classes: int, cfg, split: str,
+               class_names: Optional[Sequence[str]] = None) -> np.ndarray:
+    """Indices of the long-tailed training subset, or all indices for IR 1 / other splits."""
+    if split != "train" or cfg.DATASET.IMBALANCE_RATIO == 1:
         return np.arange(len(targets))
-    return subsample_long_tail(targets, num_classes, cfg.DATASET.IMBALANCE_RATIO, seed=cfg.DATASET.SUBSAMPLE_SEED)
+    return subsample_long_tail(targets, num_classes, cfg.DATASET.IMBALANCE_RATIO, seed=cfg.DATASET.SUBSAMPLE_SEED,
+                               class_names=class_names)
 
 
 def _decode_folder(directory: str, samples: List[Tuple[str, int]], cache_file: str) -> torch.Tensor:
     """Decode all images of a small-image folder into one uint8 tensor, cached on disk."""
     if cache_file and os.path.isfile(cache_file):
-        cached = torch.load(cache_file)
+        cached = load_checkpoint(cache_file)  # weights_only: a cache file planted there runs nothing
         if cached["paths"] == [p for p, _ in samples]:
             return cached["images"]
     images = []
@@ -151,9 +168,8 @@ def _decode_folder(directory: str, samples: List[Tuple[str, int]], cache_file: s
     tensor = torch.stack(images)
     if cache_file:
         os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
-        tmp = f"{cache_file}.{os.getpid()}.tmp"  # parallel runs may build the same cache
-        torch.save({"paths": [p for p, _ in samples], "images": tensor}, tmp)
-        os.replace(tmp, cache_file)
+        # Parallel runs may build the same cache: each writes its own temporary, then renames.
+        atomic_save({"paths": [p for p, _ in samples], "images": tensor}, cache_file)
     return tensor
 
 
@@ -167,7 +183,7 @@ def _cifar(cfg, split: str, load_images: bool, num_classes: int):
         classes, samples = scan_image_folder(directory)
         if len(classes) != num_classes:
             raise ValueError(f"{directory} has {len(classes)} class folders, expected {num_classes}")
-        keep = _subsample([label for _, label in samples], num_classes, cfg, split)
+        keep = _subsample([label for _, label in samples], num_classes, cfg, split, classes)
         samples = [samples[i] for i in keep]
         images = None
         if load_images:
@@ -235,7 +251,7 @@ def digits_lt(cfg, split: str, load_images: bool = True):
     if split == "train":
         pool = np.concatenate(pool_index)
         n_max = min(len(p) for p in pool_index)
-        if cfg.DATASET.IMBALANCE_RATIO > 1:
+        if cfg.DATASET.IMBALANCE_RATIO != 1:
             keep = pool[subsample_long_tail(targets[pool], num_classes, cfg.DATASET.IMBALANCE_RATIO,
                                             seed=cfg.DATASET.SUBSAMPLE_SEED, n_max=n_max)]
         else:
@@ -311,7 +327,7 @@ def imagefolder_lt(cfg, split: str, load_images: bool = True):
     if cfg.DATASET.NUM_CLASSES and cfg.DATASET.NUM_CLASSES != num_classes:
         raise ValueError(f"{directory} has {num_classes} class folders, "
                          f"DATASET.NUM_CLASSES is {cfg.DATASET.NUM_CLASSES}")
-    keep = _subsample([label for _, label in samples], num_classes, cfg, split)
+    keep = _subsample([label for _, label in samples], num_classes, cfg, split, classes)
     samples = [samples[i] for i in keep]
     transform = build_file_transform(cfg, train=(split == "train")) if load_images else None
     return FileListDataset(directory, samples, transform), num_classes
@@ -325,6 +341,7 @@ def build_dataset(cfg, split: str, load_images: bool = True):
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_imbalance_ratio(cfg.DATASET.IMBALANCE_RATIO)
     name = cfg.DATASET.NAME
     if name not in DATASET_REGISTRY:
         raise KeyError(f"unknown DATASET.NAME {name!r}; registered: {sorted(k for k, _ in DATASET_REGISTRY)}")

@@ -10,7 +10,7 @@ A method says four things, and the trainer (lda_cls/engine.py) asks nothing else
 * ``hooks(trainer)``: epoch-dependent behaviour of its own (lda_cls/hooks.py); the
   config-driven ones (DRW, DRS) are added by ``hooks.build_hooks`` for every method.
 
-Methods that differ only in configuration (``ce`` / ``rw`` / ``ce_drw``) share a class
+Methods that differ only in configuration (``ce`` / ``rw``; ``ce_drw`` / ``ce_drs``) share a class
 registered under several names; each name has configs/cls/methods/<name>.yaml.
 """
 from typing import Callable, Dict, List, Sequence

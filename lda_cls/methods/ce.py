@@ -11,6 +11,12 @@ loss over all C binary columns, each sample's columns weighted by w_{y_i}, summe
 the batch size (the number of positive labels), with the classifier's bias started at -log(C - 1)
 (every class at p = 1 / C). One difference: Cui et al. exempt that bias from weight decay; here
 it decays like every parameter.
+
+Classifier initialisation. ``ce`` and ``rw`` keep nn.Linear's default (uniform, as the official LDA code's
+``FC`` classifier, lib/net/network.py ``_get_classifer``). Cao et al.'s methods (``ce_drw``, ``ce_drs``,
+``focal``) start h's weight as their code does: models/resnet_cifar.py ``ResNet_s`` applies
+``_weights_init`` to every nn.Linear, ``init.kaiming_normal_(m.weight)`` (fan-in, ReLU gain, std
+sqrt(2 / D)); the bias keeps nn.Linear's default, which ``_weights_init`` does not touch.
 """
 import math
 from typing import Dict
@@ -25,8 +31,8 @@ from lda_core.divergence import at_least_float32
 
 from .base import Method, register_method
 
-__all__ = ["ClassWeightedLoss", "CrossEntropyLoss", "FocalLoss", "SigmoidFocalLoss", "CrossEntropy", "Focal",
-           "ClassBalancedFocal"]
+__all__ = ["ClassWeightedLoss", "CrossEntropyLoss", "FocalLoss", "SigmoidFocalLoss", "CrossEntropy",
+           "DeferredCrossEntropy", "Focal", "ClassBalancedFocal", "init_like_cao"]
 
 
 class ClassWeightedLoss(nn.Module):
@@ -61,7 +67,13 @@ class CrossEntropyLoss(ClassWeightedLoss):
 
 
 class FocalLoss(ClassWeightedLoss):
-    """Softmax focal loss -(1 - p_y)^gamma log p_y (Lin et al. 2017; the form of Cao et al.'s baseline)."""
+    """Softmax focal loss -(1 - p_y)^gamma log p_y (Lin et al. 2017; the form of Cao et al.'s baseline).
+
+    Without class weights (configs/cls/methods/focal.yaml) this is Cao et al.'s losses.py ``FocalLoss``
+    exactly (batch mean). With weights w_y (no config sets them) the two differ: here the weighted mean
+    sum w_y FL_i / sum w_y; theirs is mean_i (1 - e^{-w_y CE_i})^gamma w_y CE_i (the weight inside the
+    modulator, a plain mean over the batch).
+    """
 
     def __init__(self, num_classes: int, gamma: float):
         super().__init__(num_classes)
@@ -105,20 +117,42 @@ class SigmoidFocalLoss(ClassWeightedLoss):
         return f"gamma={self.gamma}"
 
 
-@register_method("ce", "rw", "ce_drw", "ce_drs")
+def init_like_cao(classifier: nn.Module) -> None:
+    """h's weight ~ N(0, 2 / D) (kaiming_normal_, fan-in): Cao et al.'s models/resnet_cifar.py ``_weights_init``."""
+    weight = getattr(classifier, "weight", None)
+    if not isinstance(weight, nn.Parameter) or weight.dim() != 2:
+        raise ValueError(f"Cao et al.'s initialisation draws a (C, D) weight; {type(classifier).__name__} has none")
+    with torch.no_grad():  # before --resume loads the checkpoint's weight over it
+        nn.init.kaiming_normal_(classifier.weight)
+
+
+@register_method("ce", "rw")
 class CrossEntropy(Method):
-    """CE; RW = CE with REWEIGHT.TYPE inverse; CE-DRW / CE-DRS = CE with a deferred weight / sampler switch."""
+    """CE; RW = CE with REWEIGHT.TYPE inverse. h keeps nn.Linear's default initialisation."""
 
     def build_criterion(self) -> nn.Module:
         return CrossEntropyLoss(self.num_classes)
 
 
+@register_method("ce_drw", "ce_drs")
+class DeferredCrossEntropy(CrossEntropy):
+    """CE-DRW / CE-DRS = CE with a deferred weight / sampler switch (hooks), h initialised as Cao et al.'s code."""
+
+    def prepare(self, trainer) -> None:
+        super().prepare(trainer)
+        init_like_cao(trainer.model.head.balanced)
+
+
 @register_method("focal")
 class Focal(Method):
-    """Softmax focal loss (the form of Cao et al.'s CIFAR-LT baseline)."""
+    """Softmax focal loss (the form of Cao et al.'s CIFAR-LT baseline), h initialised as their code."""
 
     def build_criterion(self) -> nn.Module:
         return FocalLoss(self.num_classes, self.cfg.LOSS.FOCAL_GAMMA)
+
+    def prepare(self, trainer) -> None:
+        super().prepare(trainer)
+        init_like_cao(trainer.model.head.balanced)
 
 
 @register_method("cb_focal")

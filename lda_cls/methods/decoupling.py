@@ -10,7 +10,17 @@ classifier, run the same trainer" (``TwoStageMethod.prepare``); the stage-1 chec
 * tau-norm: nothing trains; w_y / ||w_y||^tau with tau chosen on the VALIDATION split
   (lda_cls/methods/validation.py), never on test; a dataset without one fails unless
   DECOUPLE.TAU_GRID holds a single, fixed tau.
-* NCM: nothing trains; nearest class mean of the L2-normalised training features.
+* NCM: nothing trains; nearest class mean of the centred, L2-normalised training features (Kang et al.'s
+  models/KNNClassifier.py "cl2n", run_networks.py ``get_knncentroids``).
+
+Against Kang et al.'s code (facebookresearch/classifier-balancing): the losses, the classifiers and cRT's
+re-initialisation (a fresh nn.Linear: their load_model skips DotProductClassifier's weights) are theirs.
+Two differences: (1) in stage 2 (cRT, LWS) their run_networks.py ``train`` puts every network in
+training mode, so the frozen backbone's BatchNorms normalise with batch statistics and update their
+running statistics under class-balanced sampling; here the backbone stays in eval mode (``FrozenInEval``),
+its statistics those of stage 1. (2) Their tau_norm.py scans tau in linspace(0, 2, 21) and prints the
+accuracy of every tau on the split it is given; here tau is chosen on the validation split from
+DECOUPLE.TAU_GRID ([0, 1] in steps of 0.1 by default).
 """
 import json
 import os
@@ -20,11 +30,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from lda_common.checkpoint_io import load_checkpoint
+
 from .base import Method, register_method
 from .ce import CrossEntropyLoss
 
 __all__ = ["TwoStageMethod", "ClassifierRetraining", "LearnableWeightScaling", "TauNormalization",
-           "NearestClassMean", "load_stage1_weights", "extract_features", "normalized_feature_sums"]
+           "NearestClassMean", "load_stage1_weights", "extract_features", "normalized_feature_sums",
+           "training_feature_mean"]
 
 
 def load_stage1_weights(model, path: str, keep_classifier: bool) -> List[str]:
@@ -34,7 +47,7 @@ def load_stage1_weights(model, path: str, keep_classifier: bool) -> List[str]:
                          "(DECOUPLE.STAGE1_WEIGHTS)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"stage-1 weights not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_checkpoint(path)  # weights_only: a stage-1 file from elsewhere runs nothing
     state = state.get("model", state) if isinstance(state, dict) else state
     own = model.state_dict()
     wanted = [key for key in own if key.startswith("backbone.")]
@@ -74,7 +87,10 @@ def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
 
 
 class FrozenInEval:
-    """Hook: the frozen backbone stays in eval mode, so its BatchNorm statistics stay stage-1's."""
+    """Hook: the frozen backbone stays in eval mode, so its BatchNorm statistics stay stage-1's.
+
+    Not Kang et al.'s behaviour: their stage 2 runs the frozen backbone in training mode (module docstring).
+    """
 
     def __init__(self, module: nn.Module):
         self.module = module
@@ -182,12 +198,22 @@ class NearestClassMean(TwoStageMethod):
 
     def setup_classifier(self, trainer) -> None:
         features, targets = extract_features(trainer, trainer.train_set)
-        sums, counts = normalized_feature_sums(features, targets, self.num_classes)
+        feature_mean = training_feature_mean(features)
+        sums, counts = normalized_feature_sums(features.double() - feature_mean, targets, self.num_classes)
         _all_reduce(sums)
         _all_reduce(counts)
         if (counts == 0).any():
             raise ValueError(f"NCM: classes {torch.nonzero(counts == 0).flatten().tolist()} have no training image")
-        trainer.model.head.balanced.means.copy_((sums / counts.unsqueeze(1)).float())
+        classifier = trainer.model.head.balanced
+        classifier.feature_mean.copy_(feature_mean.float())
+        classifier.means.copy_((sums / counts.unsqueeze(1)).float())
+
+
+def training_feature_mean(features: torch.Tensor) -> torch.Tensor:
+    """(D,) mean of the training features over all ranks, in float64 (Kang et al.'s ``featmean``)."""
+    total = _all_reduce(features.double().sum(0))
+    count = _all_reduce(torch.tensor(float(features.shape[0]), dtype=torch.float64, device=features.device))
+    return total / count.clamp(min=1)
 
 
 def normalized_feature_sums(features: torch.Tensor, targets: torch.Tensor, num_classes: int):

@@ -23,7 +23,7 @@ from typing import Dict
 import torch
 from torch import nn
 
-from lda_core import LDALoss, class_divergence
+from lda_core import LDALoss, global_class_divergence
 from lda_core.divergence import at_least_float32
 
 from .base import Method, register_method
@@ -71,7 +71,7 @@ class SourceRiskWithDivergence(nn.Module):
 
     def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         loss_unbalanced = nn.functional.cross_entropy(outputs["logits"].float(), targets)
-        intra, inter = class_divergence(outputs["features"].float(), targets, margin=self.margin)
+        intra, inter = global_class_divergence(outputs["features"].float(), targets, margin=self.margin)
         return {"loss": loss_unbalanced + self.beta * (intra + inter), "loss_unbalanced": loss_unbalanced.detach(),
                 "loss_intra": intra.detach(), "loss_inter": inter.detach()}
 
@@ -79,8 +79,9 @@ class SourceRiskWithDivergence(nn.Module):
 class BalancedSoftmaxWithDivergence(nn.Module):
     """CE(h(x) + log p_s(y)) (Ren et al. 2020, Eq. 4) + beta (intra + inter) on p(x) (Eq. 7, 8).
 
-    The batch mean, so under DDP (equal batches per rank) gradient averaging gives the global-batch
-    gradient of the first term; the divergence is each rank's own batch (as ``lda_h_prime_only``).
+    Under DDP both terms are those of one process on the global batch: the first is a batch mean
+    (equal batches per rank, so DDP's gradient averaging gives the global mean's gradient), the
+    divergence uses the class centres of the all-gathered projections (lda_core's global batch).
     """
 
     def __init__(self, class_counts, beta: float, margin: float):
@@ -92,7 +93,7 @@ class BalancedSoftmaxWithDivergence(nn.Module):
     def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         logits = at_least_float32(outputs["logits"])
         loss_balanced = nn.functional.cross_entropy(logits + self.log_prior.to(logits.dtype), targets)
-        intra, inter = class_divergence(at_least_float32(outputs["projection"]), targets, margin=self.margin)
+        intra, inter = global_class_divergence(at_least_float32(outputs["projection"]), targets, margin=self.margin)
         return {"loss": loss_balanced + self.beta * (intra + inter), "loss_balanced": loss_balanced.detach(),
                 "loss_intra": intra.detach(), "loss_inter": inter.detach()}
 

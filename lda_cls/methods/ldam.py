@@ -2,7 +2,9 @@
 
 Eq. 13 of the paper: L = -log( e^{s(z_y - Delta_y)} / (e^{s(z_y - Delta_y)} + sum_{j != y} e^{s z_j}) ),
 Delta_y = C / n_y^(1/4), C chosen so that the largest margin is LOSS.LDAM_MAX_MARGIN (0.5), s = 30,
-z = cosine logits (MODEL.CLASSIFIER cosine), as the official code (losses.py LDAMLoss) does.
+z = cosine logits (MODEL.CLASSIFIER cosine), as the official code (losses.py LDAMLoss) does. The
+margins are a float32 buffer, as the official ``torch.cuda.FloatTensor(m_list)``. The cosine classifier's
+initialisation follows the official NormedLinear in law, not draw for draw (classifiers.CosineClassifier).
 """
 import torch
 

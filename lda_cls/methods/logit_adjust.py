@@ -5,6 +5,14 @@
 * Logit-adjusted loss (Menon et al. 2021, Eq. 10): CE of softmax(z + tau log pi_y), tau = 1 on CIFAR-LT.
 * Post-hoc logit adjustment (Menon et al. 2021, Eq. 3): a trained CE model, predicted with
   z - tau log pi_y; nothing trains (SOLVER.EPOCHS 0), the stage-1 weights come from --weights.
+
+Against the authors' code: Ren et al.'s loss/BalancedSoftmaxLoss.py adds log n_y, Menon et al.'s
+logit_adjustment/utils.py ``build_loss_fn`` log(pi_y^tau + 1e-12) and main.py subtracts the same at
+test time; the 1e-12 moves a log prior of pi_y >= 1e-6 by at most 1e-6, below the float32 buffer's
+rounding for the priors of the datasets here. Initialisation: ``balanced_softmax`` keeps nn.Linear's
+default (Ren et al.'s models/DotProductClassifier.py is an nn.Linear); ``logit_adjusted`` starts h as
+Menon et al.'s logit_adjustment/models.py ``fc10`` Dense: weight ~ N(0, 0.01^2), bias 0 (Keras'
+default). ``posthoc_la`` adjusts whatever stage-1 run --weights names (its h: that run's).
 """
 import math
 
@@ -15,7 +23,8 @@ from .base import Method, register_method
 from .ce import ClassWeightedLoss
 from .decoupling import TwoStageMethod
 
-__all__ = ["LogitAdjustedLoss", "LogitAdjusted", "PosthocLogitAdjustment", "log_prior"]
+__all__ = ["LogitAdjustedLoss", "LogitAdjusted", "MenonLogitAdjusted", "PosthocLogitAdjustment", "log_prior",
+           "init_like_menon"]
 
 
 def log_prior(class_counts) -> torch.Tensor:
@@ -34,10 +43,29 @@ class LogitAdjustedLoss(ClassWeightedLoss):
         return F.cross_entropy(logits + self.shift, targets, reduction="none")
 
 
-@register_method("balanced_softmax", "logit_adjusted")
+def init_like_menon(classifier: torch.nn.Module) -> None:
+    """weight ~ N(0, 0.01^2), bias 0: Menon et al.'s logit_adjustment/models.py ``fc10`` (RandomNormal(stddev=0.01))."""
+    with torch.no_grad():  # before --resume loads the checkpoint's values over it
+        torch.nn.init.normal_(classifier.weight, std=0.01)
+        if getattr(classifier, "bias", None) is not None:
+            torch.nn.init.zeros_(classifier.bias)
+
+
+@register_method("balanced_softmax")
 class LogitAdjusted(Method):
+    """CE(z + tau log pi_y); h keeps nn.Linear's default initialisation (Ren et al.'s nn.Linear)."""
+
     def build_criterion(self):
         return LogitAdjustedLoss(self.class_counts, self.cfg.LOSS.LOGIT_ADJUST_TAU)
+
+
+@register_method("logit_adjusted")
+class MenonLogitAdjusted(LogitAdjusted):
+    """The logit-adjusted loss with h initialised as Menon et al.'s code (N(0, 0.01^2) weight, zero bias)."""
+
+    def prepare(self, trainer) -> None:
+        super().prepare(trainer)
+        init_like_menon(trainer.model.head.balanced)
 
 
 @register_method("posthoc_la")

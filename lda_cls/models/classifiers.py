@@ -12,8 +12,9 @@ stage-2 classifier that re-uses them.
 * ``lws``: f_y (w_y . x + b_y) with w, b frozen and the scales f learned (Kang et al. 2020, Sec. 4).
 * ``tau_norm``: (w_y / ||w_y||^tau) . x, bias dropped as in Kang et al.'s tau-normalisation; tau is a buffer
   chosen on the validation split (lda_cls/methods/decoupling.py).
-* ``ncm``: nearest class mean on L2-normalised features (Kang et al. 2020, Sec. 4): cosine similarity to,
-  or minus the squared Euclidean distance from, the normalised class means (a buffer).
+* ``ncm``: nearest class mean (Kang et al. 2020, Sec. 4) as their code's KNNClassifier with feat_type
+  "cl2n": features centred on the training features' mean and L2-normalised, class means of those
+  (not re-normalised); logits x.mu_y / D (their dist_type "cos") or -|x - mu_y|^2 ("l2", ``ncm_euclidean``).
 * ``logit_adjusted``: a linear classifier whose eval-mode logits are w.x + b - tau log pi_y
   (post-hoc logit adjustment, Menon et al. 2021, Eq. 3); training-mode logits are plain.
 """
@@ -59,7 +60,14 @@ def _linear(in_features: int, num_classes: int, bias: bool) -> nn.Module:
 
 
 class CosineClassifier(nn.Module):
-    """cos(x, w_y); initialised like Cao et al.'s NormedLinear (uniform, then unit rows)."""
+    """cos(x, w_y); initialised like Cao et al.'s NormedLinear (uniform, then unit rows).
+
+    Their models/resnet_cifar.py ``NormedLinear`` holds the weight as (D, C) and draws
+    ``uniform_(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5)``: i.i.d. U(-1, 1) entries, each class column
+    rescaled to norm 1 - 1e-7 / |u|. Here the same law on (C, D) rows, rescaled to norm 1: the
+    forward is the same (both normalise the weight), but a seed gives other vectors, because the
+    random numbers fill the (C, D) layout row by row rather than the (D, C) one.
+    """
 
     def __init__(self, in_features: int, num_classes: int):
         super().__init__()
@@ -126,7 +134,14 @@ NCM_METRICS = ("cosine", "euclidean")
 
 
 class NCMClassifier(nn.Module):
-    """Nearest class mean on L2-normalised features; ``means`` (C, D) are set from the training set."""
+    """Nearest class mean, Kang et al.'s models/KNNClassifier.py with feat_type "cl2n" (their default).
+
+    ``feature_mean`` (D,): mean of the training features; ``means`` (C, D): per class, the mean of the
+    centred, L2-normalised training features, not re-normalised (both set by the ncm method). A query x
+    becomes x~ = (x - feature_mean) / |x - feature_mean|; logits x~.mu_y / D ("cosine": their
+    ``cos_similarity``, the product divided by the feature dimension) or -|x~ - mu_y|^2 ("euclidean":
+    their ``l2_similarity``).
+    """
 
     def __init__(self, in_features: int, num_classes: int, metric: str = "cosine"):
         super().__init__()
@@ -134,16 +149,16 @@ class NCMClassifier(nn.Module):
             raise ValueError(f"NCM metric must be one of {NCM_METRICS}, got {metric!r}")
         self.metric = metric
         self.register_buffer("means", torch.zeros(num_classes, in_features))
+        self.register_buffer("feature_mean", torch.zeros(in_features))
 
     def effective_weight(self) -> torch.Tensor:
-        return F.normalize(self.means, dim=1)
+        return self.means
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        features = F.normalize(features, dim=1)
-        means = self.effective_weight()
+        features = F.normalize(features - self.feature_mean, dim=1)
         if self.metric == "cosine":
-            return features @ means.t()
-        return -torch.cdist(features, means).pow(2)  # nearest mean = largest logit
+            return features @ self.means.t() / features.shape[1]
+        return -torch.cdist(features, self.means).pow(2)  # nearest mean = largest logit
 
     def extra_repr(self) -> str:
         return f"metric={self.metric!r}"

@@ -20,11 +20,14 @@ from detectron2.data import build_detection_train_loader, get_detection_dataset_
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import LVISEvaluator, print_csv_format, verify_results
 
+from lda_common.cli import add_debug_flag, run_cli
+
 from lda_det import add_lda_config, restore_numpy_aliases
-from lda_det.checkpoint import AtomicDetectionCheckpointer
+from lda_det.checkpoint import AtomicDetectionCheckpointer, HeadCheckingCheckpointer
 from lda_det.data import ensure_available
 from lda_det.decoupling import keeping_initialisation, restrict_trainable_parameters
 from lda_det.evaluation import ShardedLVISEvaluator
+from lda_det.resume_check import check_resume_config
 from lda_det.samplers import TRAIN_SAMPLER_REGISTRY
 
 
@@ -89,8 +92,9 @@ class Trainer(DefaultTrainer):
         return list(results.values())[0] if len(results) == 1 else results
 
 
-class EvalCheckpointer(AtomicDetectionCheckpointer):
-    """Refuses weights that leave part of the model as initialised: evaluating them measures random layers."""
+class EvalCheckpointer(HeadCheckingCheckpointer):
+    """Refuses weights of another ROI head (HeadCheckingCheckpointer) and weights that leave part of the model
+    as initialised: evaluating them measures random layers."""
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)
@@ -108,9 +112,10 @@ class EvalCheckpointer(AtomicDetectionCheckpointer):
 LVIS_EVALUATORS = ("sharded", "detectron2")
 
 
-def argument_parser():
-    """detectron2's default_argument_parser with --eval-from-shards."""
+def build_parser():
+    """detectron2's arguments, --debug (the traceback of an error, lda_common.cli) and --eval-from-shards."""
     parser = default_argument_parser()
+    add_debug_flag(parser)
     parser.add_argument("--eval-from-shards", action="store_true",
                         help="with --eval-only: evaluate the prediction shards that an earlier evaluation wrote to "
                              "OUTPUT_DIR/inference/lvis_shards/ (TEST.LVIS_EVALUATOR 'sharded') without building "
@@ -119,11 +124,15 @@ def argument_parser():
 
 
 def setup(args):
+    if not os.path.isfile(args.config_file):  # detectron2 would assert, which reads as a bug
+        raise FileNotFoundError(f"config file not found: {args.config_file}")
     cfg = get_cfg()
     add_lda_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
+    if args.resume and not args.eval_only:
+        check_resume_config(cfg)  # before default_setup overwrites the run's config.yaml
     default_setup(cfg, args)
     box_head = cfg.MODEL.ROI_BOX_HEAD
     if box_head.USE_FED_LOSS and box_head.FED_LOSS_NUM_CLASSES > cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1:
@@ -164,8 +173,12 @@ def main(args):
     return trainer.train()
 
 
-if __name__ == "__main__":
-    args = argument_parser().parse_args()
+def launch_main(argv):
+    args = build_parser().parse_args(argv)
     print("Command Line Args:", args)
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
+
+
+if __name__ == "__main__":
+    run_cli(launch_main)  # a mistake is one line "error: ...", exit status 1 (the traceback with --debug)

@@ -69,3 +69,83 @@ def test_lda_la_configs_select_the_logit_adjusted_risk_and_their_coefficients():
     # Equal weight of the two normalised risks, whatever delta acc: coefficient 1 throughout.
     assert out["balanced_coefficient"].item() == pytest.approx(1.0)
     assert out["loss"].item() == pytest.approx(math.log(3) + out["loss_balanced"].item(), rel=1e-6)
+
+
+def _ddp_worker(rank, world_size, port, results):
+    import os
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        x, targets = _global_batch()
+        mine = slice(rank * 6, (rank + 1) * 6)
+        for name, criterion in _criteria():
+            model = DistributedDataParallel(_TinyModel().double(), find_unused_parameters=True)  # h' only: no p
+            criterion(model(x[mine]), targets[mine])["loss"].backward()
+            results[(name, rank)] = [_grad(p) for p in model.module.parameters()]
+    finally:
+        dist.destroy_process_group()
+
+
+def _grad(parameter):
+    return torch.zeros_like(parameter) if parameter.grad is None else parameter.grad.clone()
+
+
+class _TinyModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.trunk, self.h, self.p = torch.nn.Linear(5, 6), torch.nn.Linear(6, 3), torch.nn.Linear(6, 4)
+
+    def forward(self, x):
+        features = torch.tanh(self.trunk(x))
+        return {"logits": self.h(features), "projection": self.p(features), "features": features}
+
+
+def _global_batch():
+    generator = torch.Generator().manual_seed(1)
+    targets = torch.tensor([0, 0, 1, 2, 0, 1, 0, 2, 0, 0, 1, 0])  # rank 1's half has class 2 once
+    x = torch.randn(12, 5, generator=generator, dtype=torch.float64)
+    x[:, :3] += 2 * torch.nn.functional.one_hot(targets, 3)
+    return x, targets
+
+
+def _criteria():
+    from lda_cls.methods.ce import SigmoidFocalLoss
+    from lda_cls.methods.lda import SourceRiskWithDivergence
+
+    cb_focal = SigmoidFocalLoss(3, gamma=1.0).double()
+    cb_focal.set_class_weights(torch.tensor([0.2, 0.8, 2.0]))
+    return [("balanced_softmax_dm", BalancedSoftmaxWithDivergence(COUNTS, beta=0.5, margin=1.0).double()),
+            ("lda_h_prime_only", SourceRiskWithDivergence(beta=0.5, margin=1.0)), ("cb_focal", cb_focal)]
+
+
+BATCH_STATISTIC = {"balanced_softmax_dm", "lda_h_prime_only"}  # class centres of the batch (Eq. 7-8)
+
+
+def test_two_ddp_ranks_give_the_gradients_of_one_process_on_the_global_batch():
+    """The divergence's class centres come from both ranks' projections, as on one process; cb_focal's
+    per-rank sum / B, averaged by DDP, is the global sum / (2 B)."""
+    import torch.multiprocessing as mp
+
+    from tests.helpers import free_port
+
+    results = mp.Manager().dict()
+    mp.spawn(_ddp_worker, args=(2, free_port(), results), nprocs=2, join=True)
+    x, targets = _global_batch()
+    for name, criterion in _criteria():
+        model = _TinyModel().double()
+        criterion(model(x), targets)["loss"].backward()
+        for rank in range(2):
+            for ours, reference in zip(results[(name, rank)], model.parameters()):
+                torch.testing.assert_close(ours, _grad(reference), rtol=1e-10, atol=1e-12)
+        if name not in BATCH_STATISTIC:
+            continue  # cb_focal: a per-sample sum over the global batch size, nothing to gather
+        # The rank-local divergence would differ: the check can fail.
+        local = _TinyModel().double()
+        half = criterion(local(x[:6]), targets[:6])["loss"] + criterion(local(x[6:]), targets[6:])["loss"]
+        (half / 2).backward()
+        assert not torch.allclose(_grad(local.trunk.weight), _grad(model.trunk.weight), atol=1e-6), name

@@ -1,11 +1,13 @@
-"""Decoupled classifiers (Kang et al. 2020) on known weights, and NCM against a brute-force nearest mean."""
+"""Decoupled classifiers (Kang et al. 2020) on known weights, and NCM against a brute-force nearest mean.
+
+Against the authors' code: tests/cls/test_reference_losses.py."""
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from lda_cls import get_cfg
-from lda_cls.methods.decoupling import normalized_feature_sums
+from lda_cls.methods.decoupling import normalized_feature_sums, training_feature_mean
 from lda_cls.methods.validation import validation_set
 from lda_cls.models.classifiers import LWSClassifier, NCMClassifier, TauNormClassifier
 
@@ -42,24 +44,26 @@ def test_lws_scales_each_class_logit():
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_ncm_predicts_the_nearest_normalised_class_mean(metric):
+def test_ncm_predicts_the_nearest_centred_normalised_class_mean(metric):
     generator = torch.Generator().manual_seed(0)
     num_classes, dim = 4, 6
-    train_features = torch.randn(40, dim, generator=generator)
+    train_features = torch.randn(40, dim, generator=generator) + 1.0  # not centred at 0: the centring counts
     train_targets = torch.arange(40) % num_classes
-    sums, counts = normalized_feature_sums(train_features, train_targets, num_classes)
+    feature_mean = training_feature_mean(train_features)
+    sums, counts = normalized_feature_sums(train_features.double() - feature_mean, train_targets, num_classes)
     classifier = NCMClassifier(dim, num_classes, metric=metric)
+    classifier.feature_mean.copy_(feature_mean.float())
     classifier.means.copy_((sums / counts.unsqueeze(1)).float())
-    test_features = torch.randn(25, dim, generator=generator)
+    test_features = torch.randn(25, dim, generator=generator) + 1.0
     predictions = classifier(test_features).argmax(1)
-    # Brute force: normalise, average per class, normalise the means, then the nearest mean one by one.
-    unit = train_features / train_features.norm(dim=1, keepdim=True)
-    means = []
-    for label in range(num_classes):
-        mean = unit[train_targets == label].mean(0)
-        means.append(mean / mean.norm())
+    # Brute force (Kang et al.'s "cl2n"): centre on the training mean, normalise, average per class (no
+    # re-normalisation), then the nearest mean one by one.
+    centred = train_features - train_features.mean(0)
+    unit = centred / centred.norm(dim=1, keepdim=True)
+    means = [unit[train_targets == label].mean(0) for label in range(num_classes)]
     for features, predicted in zip(test_features, predictions):
-        query = features / features.norm()
+        query = features - train_features.mean(0)
+        query = query / query.norm()
         if metric == "cosine":
             scores = [float(query @ mean) for mean in means]
         else:

@@ -1,7 +1,6 @@
 """The compared methods through `python -m lda_cls.train`: every registered name has its config and builds,
 `--method` merges configs/cls/methods/<name>.yaml, DRW switches inside a run, and a two-stage run on digits_lt."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ from lda_cls.hooks import ClassWeightSchedule
 from lda_cls.methods import METHODS, build_method
 from lda_cls.methods.class_weights import class_weights
 from lda_cls.train import METHOD_CONFIG_DIR, build_parser, main, setup_cfg
+from tests.helpers import load_script
 
 FAST = ["SOLVER.BATCH_SIZE", "16", "SOLVER.WARMUP_EPOCHS", "0", "LOG_PERIOD", "8", "NUM_THREADS", "1"]
 
@@ -130,18 +130,16 @@ def test_analyze_compare_shows_each_methods_effective_classifier(stage1, tmp_pat
     lws_state = state_of(tmp_path / "lws" / "model_best.pth")
     expected = (lws_state["head.balanced.weight"].norm(dim=1) * lws_state["head.balanced.scales"].abs()).tolist()
     assert norms["lws: lws classifier"] == pytest.approx(expected, rel=1e-5)  # f_y ||w_y||, not ||w_y||
-    assert norms["ncm: ncm classifier"] == pytest.approx([1.0] * 10, rel=1e-5)  # normalised class means
+    ncm_means = state_of(tmp_path / "ncm" / "model_best.pth")["head.balanced.means"]
+    # The class means of the centred, normalised features (Kang et al.'s "cl2n"): norms below 1, not re-normalised.
+    assert norms["ncm: ncm classifier"] == pytest.approx(ncm_means.norm(dim=1).tolist(), rel=1e-5)
+    assert max(norms["ncm: ncm classifier"]) < 1.0
     assert any(key.endswith("CE classifier") for key in norms)
     assert (tmp_path / "analysis" / "per_class_accuracy.png").is_file()
 
 
 def test_the_benchmark_runs_every_registered_method():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_methods.py"
-    spec = importlib.util.spec_from_file_location("bench_methods", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/bench_methods.py", "bench_methods")
     order = bench.run_order(tuple(METHODS))  # what --methods all runs
     assert set(order) == set(METHODS)
     two_stage = {"crt", "lws", "tau_norm", "ncm", "posthoc_la"}

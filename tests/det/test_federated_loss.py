@@ -10,7 +10,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from scipy import stats
 
-from lda_det import class_counts, model_zoo
+from lda_det import FederatedOutputLayers, class_counts, model_zoo
 from lda_det.data import ensure_available, lvis_v1_counts, synthetic_lt
 
 from .conftest import load_train_net, tiny_cfg, tiny_opts
@@ -25,16 +25,20 @@ def test_lvis_config_builds_1203_class_model_without_lvis_data():
     head = cfg.MODEL.ROI_BOX_HEAD
     assert (head.USE_SIGMOID_CE, head.USE_FED_LOSS, head.FED_LOSS_NUM_CLASSES, head.FED_LOSS_FREQ_WEIGHT_POWER) == (
         True, True, 50, 0.5)
-    # Only the four federated-loss keys differ from the baseline.
+    # Only the four federated-loss keys and the head (the same, with CenterNet2's bias) differ from the baseline.
+    assert (cfg.MODEL.ROI_HEADS.NAME, baseline.MODEL.ROI_HEADS.NAME) == ("FederatedROIHeads", "StandardROIHeads")
+    cfg.MODEL.ROI_HEADS.NAME = baseline.MODEL.ROI_HEADS.NAME
     for key in ("USE_SIGMOID_CE", "USE_FED_LOSS", "FED_LOSS_NUM_CLASSES", "FED_LOSS_FREQ_WEIGHT_POWER"):
         cfg.MODEL.ROI_BOX_HEAD[key] = baseline.MODEL.ROI_BOX_HEAD[key]
     assert cfg == baseline
-    cfg.merge_from_list(FED_OPTS)
+    cfg.merge_from_list(FED_OPTS + ["MODEL.ROI_HEADS.NAME", "FederatedROIHeads"])
     cfg.MODEL.DEVICE = "cpu"
     # The weights come from detectron2's builtin LVIS v1 metadata; lvis_v1_train.json is not read.
     model = load_train_net().Trainer.build_model(cfg)
     predictor = model.roi_heads.box_predictor
-    assert type(predictor) is FastRCNNOutputLayers and predictor.cls_score.out_features == 1204
+    assert type(predictor) is FederatedOutputLayers and isinstance(predictor, FastRCNNOutputLayers)
+    assert predictor.cls_score.out_features == 1204
+    assert predictor.cls_score.bias.tolist() == pytest.approx([-math.log(99.0)] * 1204)  # CenterNet2's prior 0.01
     assert predictor.use_fed_loss and predictor.use_sigmoid_ce and predictor.fed_loss_num_classes == 50
     # image_count ** 0.5, against the LVIS v1 table shipped with lda_det (another source than detectron2's).
     shipped = lvis_v1_counts.lvis_v1_train_counts().image_count.astype(np.float64) ** 0.5
@@ -166,7 +170,7 @@ def test_tiny_federated_training_and_inference(synthetic_root, tmp_path):
     train_net = load_train_net()
     parser = train_net.default_argument_parser()
     demo = model_zoo.get_config_file("LVIS-LDA/synthetic_lt_demo.yaml")
-    opts = tiny_opts(tmp_path, head="StandardROIHeads") + [str(o) for o in FED_OPTS] + ["DATASETS.TEST", "()"]
+    opts = tiny_opts(tmp_path, head="FederatedROIHeads") + [str(o) for o in FED_OPTS] + ["DATASETS.TEST", "()"]
     # detectron2's default of 50 classes cannot be sampled out of 24 + 1: setup says so before training.
     with pytest.raises(ValueError, match="FED_LOSS_NUM_CLASSES \\(50\\) exceeds NUM_CLASSES \\+ 1 \\(25\\)"):
         train_net.setup(parser.parse_args(["--config-file", demo] + opts))
@@ -174,6 +178,7 @@ def test_tiny_federated_training_and_inference(synthetic_root, tmp_path):
     opts += ["MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", "8"]
     cfg = train_net.setup(parser.parse_args(["--config-file", demo] + opts))
     trainer = train_net.Trainer(cfg)
+    assert type(trainer.model.roi_heads.box_predictor) is FederatedOutputLayers
     trainer.resume_or_load(resume=False)
     trainer.train()
     history = trainer.storage.history

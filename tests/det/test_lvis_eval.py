@@ -127,7 +127,7 @@ def test_two_ranks_equal_one_rank_and_the_shards_evaluate_again_without_the_mode
     def no_model(*args, **kwargs):
         raise AssertionError("--eval-from-shards built a model")
     monkeypatch.setattr(train_net.Trainer, "build_model", no_model)
-    args = train_net.argument_parser().parse_args(
+    args = train_net.build_parser().parse_args(
         ["--config-file", model_zoo.get_config_file(DEMO_CONFIG), "--eval-only", "--eval-from-shards",
          "DATASETS.TEST", f"('{PROFILE_VAL}',)", "OUTPUT_DIR", str(tmp_path / "run")])
     assert json.loads(json.dumps(train_net.main(args))) == two_ranks
@@ -175,7 +175,7 @@ def test_malformed_shards_are_named(profile_val, tmp_path):
 
 def test_train_net_selects_the_evaluator(synthetic_root, tmp_path):
     train_net = load_train_net()
-    parser = train_net.argument_parser()
+    parser = train_net.build_parser()
 
     def cfg(*opts):
         return train_net.setup(parser.parse_args(["--config-file", model_zoo.get_config_file(DEMO_CONFIG), *opts,

@@ -3,25 +3,61 @@
 Loading is DetectionCheckpointer's (our checkpoints, detectron2's ImageNet .pkl
 backbones, model-zoo .pkl / .pth files); a plain Mask R-CNN's (C+1)-way classifier
 is converted by LDAOutputLayers when its state dict is loaded.
+
+``HeadCheckingCheckpointer`` (--eval-only, model_zoo.get) refuses weights whose box predictor is
+another head's (e.g. EQLv2 weights under StandardROIHeads): loading them would drop that head's
+layers and statistics with a warning, and evaluate a model that is neither.
 """
 import os
+import re
+from typing import Iterable, Optional
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from lda_common.atomic_files import atomic_save, atomic_write_text
 
-def _atomic_write(path: str, write) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+PLAIN_HEAD = "StandardROIHeads"
+# (head, box-predictor entries no other head of this project has), in the order they are tested:
+# LDA's class_counts buffer has Seesaw's name, so LDA's own classifiers are looked for first.
+HEAD_SIGNATURES = (
+    ("LDAROIHeads", ("balanced_score.weight", "unbalanced_score.weight")),
+    ("EQLv2ROIHeads", ("pos_grad", "neg_grad", "pos_neg")),
+    ("EQLROIHeads", ("image_counts", "num_images")),
+    ("SeesawROIHeads", ("class_counts",)),
+)
+SAME_PREDICTOR = {"LDARes5ROIHeads": "LDAROIHeads"}  # C4 variant, the same box predictor
+
+
+def box_predictor_head(keys: Iterable[str]) -> Optional[str]:
+    """The ROI head whose box predictor a state dict's keys hold (None: no box predictor in them)."""
+    entries = {re.sub(r"^\d+\.", "", key.rsplit("box_predictor.", 1)[1]) for key in keys if "box_predictor." in key}
+    if not entries:
+        return None
+    for head, signature in HEAD_SIGNATURES:
+        if entries & set(signature):
+            return head
+    return PLAIN_HEAD if "cls_score.weight" in entries else None
+
+
+def check_box_predictor(model: torch.nn.Module, state_keys: Iterable[str], source: str) -> None:
+    """ValueError naming both heads when ``state_keys`` hold another head's box predictor than ``model``'s.
+
+    Allowed besides the same head: a plain Fast R-CNN predictor, whose (C+1)-way classifier the LDA
+    head converts and whose missing statistics EvalCheckpointer names for the other heads."""
+    theirs = box_predictor_head(state_keys)
+    built = type(getattr(model, "roi_heads", None)).__name__
+    ours = box_predictor_head(model.state_dict().keys())
+    if theirs is None or ours is None or theirs == PLAIN_HEAD or theirs == SAME_PREDICTOR.get(built, ours):
+        return
+    raise ValueError(f"{source} holds the box predictor of {theirs}, but the model is built with {built} "
+                     f"(MODEL.ROI_HEADS.NAME): set MODEL.ROI_HEADS.NAME {theirs} to evaluate them, or pass weights "
+                     f"of a {built} model")
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
     def save(self, name: str, **kwargs) -> None:
-        """As fvcore's Checkpointer.save, but through a temporary file and os.replace."""
+        """As fvcore's Checkpointer.save, but through a temporary file and os.replace (lda_common.atomic_files)."""
         if not self.save_dir or not self.save_to_disk:
             return
         data = {"model": self.model.state_dict()}
@@ -31,11 +67,22 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
         os.makedirs(self.save_dir, exist_ok=True)
-        _atomic_write(save_file, lambda f: torch.save(data, f))
+        atomic_save(data, save_file)
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         if not self.save_to_disk:
             return
-        _atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
-                      lambda f: f.write(last_filename_basename.encode()))
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+
+
+class HeadCheckingCheckpointer(AtomicDetectionCheckpointer):
+    """Refuses weights of another ROI head (check_box_predictor) before anything is loaded."""
+
+    def load(self, path: str, *args, **kwargs):
+        self._loading = path  # named in the error
+        return super().load(path, *args, **kwargs)
+
+    def _load_model(self, checkpoint):
+        check_box_predictor(self.model, checkpoint.get("model", {}).keys(), getattr(self, "_loading", "the weights"))
+        return super()._load_model(checkpoint)

@@ -74,6 +74,17 @@ def _on_disk(dataset_name: str) -> bool:
     return not json_file or os.path.isfile(json_file)
 
 
+def check_count_source(cfg) -> None:
+    """MODEL.LDA.CLASS_COUNTS is read only with CLASS_COUNT_SOURCE "config": counts given under another
+    source would be silently replaced by the dataset's, so that combination is refused."""
+    lda = cfg.MODEL.LDA
+    if lda.CLASS_COUNT_SOURCE != "config" and len(lda.CLASS_COUNTS):
+        raise ValueError(f"MODEL.LDA.CLASS_COUNTS is set ({len(lda.CLASS_COUNTS)} counts) but "
+                         f"MODEL.LDA.CLASS_COUNT_SOURCE is {lda.CLASS_COUNT_SOURCE!r}, which counts DATASETS.TRAIN "
+                         f"instead: set MODEL.LDA.CLASS_COUNT_SOURCE config to use them, or MODEL.LDA.CLASS_COUNTS "
+                         f"[] to count the dataset")
+
+
 def class_counts_for_model(cfg) -> Optional[List[int]]:
     """n_y for the LDA head being built, or None when the training data is not at hand.
 
@@ -81,6 +92,8 @@ def class_counts_for_model(cfg) -> Optional[List[int]]:
     are on disk. Under torch.distributed rank 0 reads them and broadcasts them (the other
     ranks read nothing), and a failure on rank 0 is raised on every rank instead of a hang.
     """
+    check_count_source(cfg)  # on every rank, before the counts are read
+
     def read():
         lda = cfg.MODEL.LDA
         if lda.CLASS_COUNT_SOURCE != "config" and cfg.DATASETS.TRAIN and not all(
@@ -149,6 +162,7 @@ def class_counts_from_config(cfg) -> List[int]:
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
     if source not in SOURCES:
         raise ValueError(f"MODEL.LDA.CLASS_COUNT_SOURCE must be one of {SOURCES}, got {source!r}")
+    check_count_source(cfg)
     if source == "config":
         counts = np.asarray(cfg.MODEL.LDA.CLASS_COUNTS, dtype=np.int64)
         if counts.shape != (num_classes,):

@@ -1,5 +1,5 @@
 """The config keys of lda_det, with their defaults: MODEL.LDA.* (the LDA ROI head) and those of the compared
-heads (MODEL.SEESAW.*, MODEL.EQL.*, MODEL.EQLV2.*, the decoupling keys of cRT)."""
+heads (MODEL.SEESAW.*, MODEL.EQL.*, MODEL.EQLV2.*, MODEL.FEDERATED.*, the decoupling keys of cRT)."""
 from detectron2.config import CfgNode as CN
 
 
@@ -10,6 +10,7 @@ def add_lda_config(cfg):
     add_seesaw_config(_C)
     add_eql_config(_C)
     add_eqlv2_config(_C)
+    add_federated_config(_C)
     add_decoupling_config(_C)
     add_evaluation_config(_C)
     _C.MODEL.LDA = CN()
@@ -95,6 +96,16 @@ def add_seesaw_config(cfg):
     _C.MODEL.SEESAW.TEMPERATURE = 20.0
     # Log the objectness / class accuracies every this many iterations (a host sync each time).
     _C.MODEL.SEESAW.LOG_PERIOD = 20
+
+
+def add_federated_config(cfg):
+    """MODEL.FEDERATED.*: the federated loss's head "FederatedROIHeads" (lda_det.federated); the loss's own keys
+    are detectron2's MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE / USE_FED_LOSS / FED_LOSS_*."""
+    _C = cfg
+    _C.MODEL.FEDERATED = CN()
+    # Prior probability `pi` of the sigmoid classifiers at initialisation, bias -log((1 - pi) / pi) = -4.595
+    # (CenterNet2 centernet/config.py ROI_BOX_HEAD.PRIOR_PROB 0.01, custom_fast_rcnn.py); detectron2's bias is 0.
+    _C.MODEL.FEDERATED.PRIOR_PROB = 0.01
 
 
 def add_decoupling_config(cfg):

@@ -10,6 +10,10 @@ f_j (training images containing j / annotated training images) is below lambda: 
 class gets no negative gradient from other classes' objects, and still from background.
 The sum is divided by the number of sampled proposals, as detectron2's sigmoid CE.
 Inference: scores sigmoid(z_j), then the parent's inference (per-class NMS).
+
+Initialisation as the official eql.detectron2 (projects/EQL/eql/fast_rcnn.py, EQLFastRCNNOutputLayers):
+the C-way classifier's weight N(0, 0.01^2), its bias -log((1 - pi) / pi) with pi = MODEL.EQL.PRIOR_PROB
+= 0.001 (theirs: prior_prob = 0.001); box regression N(0, 0.001^2), bias 0 (detectron2's, theirs too).
 """
 import logging
 import math

@@ -11,10 +11,10 @@ import os
 from typing import Optional
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.modeling import build_model
 
+from .checkpoint import HeadCheckingCheckpointer
 from .config import add_lda_config
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def get_config(config_path: str) -> CfgNode:
 
 
 def get(config_path: str, weights: Optional[str] = None, device: Optional[str] = None) -> torch.nn.Module:
-    """Build the model of a config, in eval mode, with weights loaded by DetectionCheckpointer.
+    """Build the model of a config, in eval mode, with weights loaded by DetectionCheckpointer (weights of
+    another ROI head than the config's are refused: lda_det.checkpoint.check_box_predictor).
 
     Args:
         config_path: relative to configs/, e.g. "LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml".
@@ -68,5 +69,5 @@ def get(config_path: str, weights: Optional[str] = None, device: Optional[str] =
         cfg.MODEL.WEIGHTS = weights
     cfg.MODEL.DEVICE = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    HeadCheckingCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # refuses another head's weights, naming it
     return model.eval()

@@ -20,6 +20,10 @@ Inference: score_c = softmax(z)_c * p(fg), background = p(bg) = 1 - p(fg) (mmdet
 ``SeesawLoss.get_activation``), in detectron2's (C + 1)-column predict_probs convention, so the
 parent's inference() (per-class NMS, Instances) is unchanged.
 
+Initialisation as mmdetection's seesaw bbox head: the (C + 2)-way NormedLinear (objectness columns in the
+same layer) N(0, 0.01^2) with bias 0 (mmdet normed_predictor.py NormedLinear.init_weights and BBoxHead's
+init_cfg for fc_cls), box regression N(0, 0.001^2) with bias 0 (BBoxHead's init_cfg for fc_reg; detectron2's).
+
 Select with MODEL.ROI_HEADS.NAME: "SeesawROIHeads" after add_lda_config(cfg) (MODEL.SEESAW.*).
 """
 import logging

@@ -12,10 +12,11 @@ detectron2's ImageNet .pkl files are. Such weights expect RGB input normalised w
 ImageNet's mean / std and STRIDE_IN_1X1 False, as the X-101-32x4d configs set.
 """
 import argparse
-import os
 import pickle
 
-import torch
+from lda_common.atomic_files import atomic_write_bytes
+from lda_common.checkpoint_io import load_checkpoint
+from lda_common.cli import add_debug_flag, run_cli
 
 
 def torchvision_to_d2(state_dict):
@@ -38,25 +39,23 @@ def load_state_dict(path):
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
         return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)  # weights_only: the file runs no code
     for key in ("state_dict", "model"):  # common wrappers
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
     return state
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="torchvision-layout state dict (.pth / .safetensors)")
     parser.add_argument("output", help="detectron2 .pkl to write")
-    args = parser.parse_args()
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
     data = torchvision_to_d2(load_state_dict(args.input))
-    tmp = args.output + ".tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump(data, f)
-    os.replace(tmp, args.output)
+    atomic_write_bytes(args.output, pickle.dumps(data))  # a temporary of its own, then renamed
     print(f"wrote {len(data['model'])} tensors to {args.output}")
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -23,17 +23,22 @@ Assumptions, printed with the numbers:
 """
 import argparse
 import math
-import sys
+import os
 from typing import Dict, Sequence
 
 import numpy as np
 
+from lda_common.cli import add_debug_flag, message_of, run_cli
+
 DELTA_ACCS = (1.0, 5.0, 10.0, 20.0, 40.0)  # percentage points
+LDA_HEADS = ("LDAROIHeads", "LDARes5ROIHeads")
 
 
 def _setup_cfg(config_file: str, opts: Sequence[str]):
     from detectron2.config import get_cfg
     from lda_det import add_lda_config
+    if not os.path.isfile(config_file):  # detectron2 would assert, which reads as a bug
+        raise FileNotFoundError(f"config file not found: {config_file}")
     cfg = get_cfg()
     add_lda_config(cfg)
     cfg.merge_from_file(config_file)
@@ -54,6 +59,11 @@ def loss_scale(cfg, num_gpus: int, delta_accs: Sequence[float] = DELTA_ACCS) -> 
     from lda_det.class_counts import class_counts_from_config
 
     lda, heads = cfg.MODEL.LDA, cfg.MODEL.ROI_HEADS
+    if heads.NAME not in LDA_HEADS:  # the other heads' losses have none of these terms
+        raise ValueError(f"MODEL.ROI_HEADS.NAME is {heads.NAME}: loss_scale.py tabulates the terms of LDA's loss, "
+                         f"which only {' and '.join(LDA_HEADS)} have")
+    if num_gpus < 1:
+        raise ValueError(f"--num-gpus must be at least 1, got {num_gpus}")
     if cfg.SOLVER.IMS_PER_BATCH % num_gpus:
         raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by {num_gpus} GPUs")
     counts = np.maximum(np.asarray(class_counts_from_config(cfg), dtype=np.float64), 1)  # LDALoss: 0 -> 1
@@ -143,15 +153,18 @@ def main(argv=None) -> None:
     parser.add_argument("--num-gpus", type=int, default=1)
     parser.add_argument("--delta-acc", type=float, nargs="+", default=list(DELTA_ACCS),
                         help="accuracy gaps (percentage points) to tabulate")
+    add_debug_flag(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE ...")
     args = parser.parse_args(argv)
+    if args.num_gpus < 1:
+        raise ValueError(f"--num-gpus must be at least 1, got {args.num_gpus}")
     cfg = _setup_cfg(args.config_file, args.opts)
     try:
         result = loss_scale(cfg, args.num_gpus, args.delta_acc)
     except (ValueError, FileNotFoundError, KeyError) as error:
-        sys.exit(f"{args.config_file}: {error}")
+        raise ValueError(f"{args.config_file}: {message_of(error)}") from error
     print(format_report(result, args.config_file))
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
