@@ -17,8 +17,8 @@ resident memory of that process, ``resource.getrusage``, imports included):
 Bytes between ranks: the pickled size of every rank's prediction list (what comm.gather moves to rank 0)
 vs the shard files written (to OUTPUT_DIR; only their counts are gathered). The metrics of the two are
 compared too. Then time and memory are fitted as a + b N over the sizes measured and extrapolated to LVIS
-v1 val (19,809 images). Results: --work-dir/results.json (appended per size; sizes already there are
-skipped), and a markdown table on stdout (--table prints it from results.json alone).
+v1 val (19,809 images). Results: benchmarks/results/lvis_eval/<evaluator>_n<N>.json (with the commit; a
+file already there is skipped), and a markdown table on stdout (--table prints it from those files alone).
 """
 import argparse
 import json
@@ -181,44 +181,69 @@ def table(records) -> str:
     return "\n".join(lines)
 
 
+def _commit() -> str:
+    out = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def load_records(results_dir: str) -> dict:
+    """{N: {"case": ..., evaluator: measurement}} from the result files (one per evaluator and N)."""
+    records = {}
+    for name in sorted(os.listdir(results_dir)) if os.path.isdir(results_dir) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(results_dir, name)) as f:
+                result = json.load(f)
+            record = records.setdefault(str(result["n"]), {})
+            record["case"] = result["case"]
+            record[result["evaluator"]] = result
+    return records
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000])
     parser.add_argument("--per-image", type=int, default=300)
     parser.add_argument("--ranks", type=int, default=8)
-    parser.add_argument("--work-dir", default="/tmp/bench_lvis_eval")
-    parser.add_argument("--evaluators", nargs="+", default=["sharded", "detectron2"])
-    parser.add_argument("--table", action="store_true", help="print the table of results.json and stop")
+    parser.add_argument("--work-dir", default="/tmp/bench_lvis_eval", help="generated cases (large; not kept)")
+    parser.add_argument("--results-dir", default=os.path.join(REPO, "benchmarks", "results", "lvis_eval"),
+                        help="one JSON per evaluator and N (<evaluator>_n<N>.json); existing ones are skipped")
+    parser.add_argument("--evaluators", nargs="+", default=["sharded", "detectron2"],
+                        choices=["sharded", "detectron2"])
+    parser.add_argument("--table", action="store_true", help="print the table of --results-dir and stop")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement in this process
     args = parser.parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
     if args.measure:
         print("RESULT " + json.dumps(measure(args.measure, args.work_dir, args.sizes[0])))
         return
-    results_file = os.path.join(args.work_dir, "results.json")
-    records = json.load(open(results_file)) if os.path.isfile(results_file) else {}
+    os.makedirs(args.results_dir, exist_ok=True)
+    commit = _commit()
     for n in ([] if args.table else args.sizes):
-        record = records.get(str(n), {})
-        record["case"] = prepare(args.work_dir, n, args.per_image, args.ranks)
-        print(f"N = {n}: {record['case']['detections']} detections, {record['case']['annotations']} objects",
-              flush=True)
-        for evaluator in args.evaluators:
-            if evaluator in record:
-                continue
+        todo = [e for e in args.evaluators
+                if not os.path.isfile(os.path.join(args.results_dir, f"{e}_n{n}.json"))]
+        if not todo:
+            continue
+        case = prepare(args.work_dir, n, args.per_image, args.ranks)
+        print(f"N = {n}: {case['detections']} detections, {case['annotations']} objects", flush=True)
+        for evaluator in todo:
+            # A fresh process per evaluator and size: ru_maxrss is then this run's peak alone.
             out = subprocess.run([sys.executable, os.path.abspath(__file__), "--measure", evaluator, "--sizes",
                                   str(n), "--work-dir", args.work_dir], capture_output=True, text=True)
             lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
             if out.returncode != 0 or not lines:
-                sys.exit(f"{evaluator} at N = {n} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
-            record[evaluator] = json.loads(lines[-1][len("RESULT "):])
-            print(f"  {evaluator}: {record[evaluator]['wall_s']:.1f} s, {record[evaluator]['peak_rss_mb']:.0f} MB",
-                  flush=True)
-            records[str(n)] = record
-            tmp = f"{results_file}.tmp-{os.getpid()}"
+                sys.exit(f"error: {evaluator} at N = {n} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+            result = json.loads(lines[-1][len("RESULT "):])
+            result.update(case={k: v for k, v in case.items() if k != "json_file"}, commit=commit,
+                          command=" ".join(["python", "benchmarks/bench_lvis_eval.py"] + sys.argv[1:]))
+            print(f"  {evaluator}: {result['wall_s']:.1f} s, {result['peak_rss_mb']:.0f} MB", flush=True)
+            path = os.path.join(args.results_dir, f"{evaluator}_n{n}.json")
+            tmp = f"{path}.tmp-{os.getpid()}"
             with open(tmp, "w") as f:
-                json.dump(records, f, indent=1)
-            os.replace(tmp, results_file)
-    print(table(records))
+                json.dump(result, f, indent=1)
+            os.replace(tmp, path)
+    print(table(load_records(args.results_dir)))
 
 
 if __name__ == "__main__":
