@@ -104,3 +104,16 @@ def test_many_missing_images_are_counted_and_the_first_listed(tool, tmp_path, ca
     assert tool.main(["--root", str(tmp_path), "--list", "2"]) == 1
     out = capsys.readouterr().out
     assert "PROBLEM lvis_v1_val: image files missing: 3 (first 2)" in out
+
+
+def test_the_command_line_exits_1_with_the_report_and_no_traceback(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "lvis").mkdir()
+    (tmp_path / "lvis" / "lvis_v1_train.json").write_text('{"images": [], "annotations": 3}')
+    done = subprocess.run([sys.executable, TOOL, "--root", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "PROBLEM lvis_v1_train: json without an LVIS list: 1" in done.stdout
+    assert "PROBLEM lvis_v1_val: json missing: 1" in done.stdout and "Expected layout" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr

@@ -24,7 +24,9 @@ import json
 import os
 import sys
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Dict
+
+from lda_common.problems import Problems
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -41,32 +43,6 @@ def expected_layout(root: str) -> str:
                       f"  {root}/coco/train2017/<12-digit id>.jpg", f"  {root}/coco/val2017/<12-digit id>.jpg",
                       "  (each image's folder and file name are the last two parts of its coco_url; set "
                       "DETECTRON2_DATASETS to the root)"])
-
-
-class Problems:
-    """Problems by kind: a total and the first few examples."""
-
-    def __init__(self, listed: int):
-        self.listed = listed
-        self.kinds: Dict[str, List] = OrderedDict()
-        self.totals: Dict[str, int] = {}
-
-    def add(self, kind: str, example) -> None:
-        self.totals[kind] = self.totals.get(kind, 0) + 1
-        examples = self.kinds.setdefault(kind, [])
-        if len(examples) < self.listed:
-            examples.append(example)
-
-    def __bool__(self):
-        return bool(self.totals)
-
-    def report(self) -> str:
-        lines = []
-        for kind, examples in self.kinds.items():
-            total = self.totals[kind]
-            lines.append(f"PROBLEM {kind}: {total}" + (f" (first {len(examples)})" if total > len(examples) else ""))
-            lines += [f"    {example}" for example in examples]
-        return "\n".join(lines)
 
 
 def _check_categories(split: str, json_file: str, categories, problems: Problems) -> None:
@@ -167,12 +143,14 @@ def check_split(split: str, root: str, problems: Problems, headers: bool = True)
 
 
 def main(argv=None) -> int:
+    from lda_common.cli import add_debug_flag
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=os.environ.get("DETECTRON2_DATASETS", "datasets"),
                         help="the folder holding lvis/ and coco/ (default: $DETECTRON2_DATASETS, else ./datasets)")
     parser.add_argument("--list", type=int, default=10, help="examples listed per kind of problem")
     parser.add_argument("--no-image-headers", action="store_true",
                         help="only check that image files exist and are not empty (no header read)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     problems = Problems(args.list)
     for split in SPLITS:
@@ -189,4 +167,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from lda_common.cli import run_cli
+    run_cli(lambda argv: sys.exit(main(argv)))  # problems: exit 1 after the report; a crash: one "error:" line
