@@ -37,6 +37,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -135,7 +136,8 @@ def git_commit() -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def run_record(method: str, seed: int, args, result: dict, wall_time: float, command: list, commit: str) -> dict:
+def run_record(method: str, seed: int, args, result: dict, wall_time: Optional[float], command: list,
+               commit: str) -> dict:
     """The small file a finished run leaves in the results directory."""
     def figures(metrics):
         return None if metrics is None else {k: metrics[k] for k in ("top1", "many", "medium", "few")}
@@ -154,7 +156,8 @@ def run_record(method: str, seed: int, args, result: dict, wall_time: float, com
         "h_prime": figures(result.get("unbalanced")),
         "selected_epoch": result["selected_epoch"], "model_selection": result["model_selection"],
         "num_train_images": result["num_train_images"], "num_test_images": result["num_test_images"],
-        "commit": commit, "wall_time_s": round(wall_time, 1), "resumed": bool(result.get("_resumed")),
+        "commit": commit, "wall_time_s": None if wall_time is None else round(wall_time, 1),
+        "resumed": bool(result.get("_resumed")),
         "threads": args.threads, "jobs": args.jobs,
         "precision": precision, "host": platform.machine(), "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
@@ -180,8 +183,8 @@ class Runner:
                    "--output-dir", str(output_dir), *self.data_args]
         if weights:
             command += ["--weights", weights]
-        if results_path.is_file():
-            return json.loads(results_path.read_text()), 0.0, command
+        if results_path.is_file():  # finished under an earlier bench process: its time was not measured here
+            return json.loads(results_path.read_text()), None, command
         resumed = (output_dir / "last_checkpoint.pth").is_file()
         if resumed:
             command.append("--resume")  # an interrupted run: continue it (wall_time_s then counts this part only)
