@@ -87,10 +87,10 @@ class Trainer:
         self.train_preprocess = BatchPreprocess.from_config(cfg, train=True, in_memory=in_memory).to(self.device)
         self.test_preprocess = BatchPreprocess.from_config(cfg, train=False, in_memory=in_memory).to(self.device)
 
-        self.model = build_model(cfg, num_classes).to(self.device)
+        self.method = build_method(cfg, self.class_counts)  # lda_cls/methods: loss, hooks, two-stage set-up
+        self.model = build_model(cfg, num_classes, self.method.head_layout).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.method = build_method(cfg, self.class_counts)  # lda_cls/methods: loss, hooks, two-stage set-up
         self.criterion = self.method.build_criterion().to(self.device)
         self.world_size_changes = []  # resumes under another world size (--allow-world-size-change)
 

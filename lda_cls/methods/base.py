@@ -17,7 +17,9 @@ from typing import Callable, Dict, List, Sequence
 
 from torch import nn
 
-__all__ = ["Method", "METHODS", "register_method", "method_class", "build_method"]
+from ..models import LongTailClassifier, build_model
+
+__all__ = ["Method", "METHODS", "register_method", "method_class", "build_method", "build_method_model"]
 
 # name -> Method subclass. A dict rather than fvcore's Registry: one class serves several
 # names here, and fvcore names an entry after its object.
@@ -65,3 +67,8 @@ class Method:
 
 def build_method(cfg, class_counts: Sequence[int]) -> Method:
     return method_class(cfg.METHOD)(cfg, class_counts)
+
+
+def build_method_model(cfg, num_classes: int) -> LongTailClassifier:
+    """The model of cfg with the head layout of cfg.METHOD (``lda_cls.build_model``)."""
+    return build_model(cfg, num_classes, method_class(cfg.METHOD).head_layout)

@@ -53,8 +53,9 @@ def freeze_all_but_last_block(backbone: nn.Module, frozen_bn: str = "train") -> 
     freeze(backbone, frozen, include_bn_running_stats=frozen_bn == "frozen")
 
 
-def build_model(cfg, num_classes: int) -> LongTailClassifier:
-    """The classifier of cfg (backbone cfg.MODEL.BACKBONE; head layout of cfg.METHOD, h of MODEL.CLASSIFIER)."""
+def build_model(cfg, num_classes: int, head_layout: str) -> LongTailClassifier:
+    """The classifier of cfg: backbone cfg.MODEL.BACKBONE, h of MODEL.CLASSIFIER, and ``head_layout`` (models/head.py),
+    which the method names (``Method.head_layout``; ``lda_cls.build_model`` looks it up from cfg.METHOD)."""
     kwargs = dict(num_classes=0, in_chans=cfg.MODEL.IN_CHANS)
     if cfg.MODEL.PRETRAINED_FILE:
         path = os.path.expanduser(cfg.MODEL.PRETRAINED_FILE)
@@ -75,10 +76,7 @@ def build_model(cfg, num_classes: int) -> LongTailClassifier:
         freeze_all_but_last_block(backbone, cfg.MODEL.FROZEN_BN)
     elif cfg.MODEL.FREEZE != "none":
         raise ValueError(f"MODEL.FREEZE must be 'none' or 'all_but_last_block', got {cfg.MODEL.FREEZE!r}")
-    from ..methods import method_class  # late: the methods import the models' classifiers
-
-    layout = method_class(cfg.METHOD).head_layout
-    head = LDAHead(backbone.num_features, num_classes, method=layout,
+    head = LDAHead(backbone.num_features, num_classes, layout=head_layout,
                    projection=cfg.MODEL.PROJECTION.ENABLED, projection_dim=cfg.MODEL.PROJECTION.DIM,
                    bias=cfg.MODEL.BIAS, classifier=cfg.MODEL.CLASSIFIER)
     return LongTailClassifier(backbone, head)

@@ -38,7 +38,7 @@ from torch import nn
 from lda_cls.config import get_cfg
 from lda_cls.hooks import build_hooks
 from lda_cls.methods import build_method
-from lda_cls.models import build_model
+from lda_cls import build_model
 from lda_cls.models.classifiers import CosineClassifier, NCMClassifier, TauNormClassifier
 from lda_cls.train import METHOD_CONFIG_DIR
 
