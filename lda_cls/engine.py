@@ -52,7 +52,7 @@ __all__ = ["Trainer", "TrainState", "TrainingDiverged", "LAST_CHECKPOINT", "BEST
 
 @dataclass
 class TrainState:
-    """The run in progress, as the hooks read it; the first six fields travel in last_checkpoint.pth."""
+    """The run in progress, as the hooks read it; the first five fields travel in last_checkpoint.pth."""
 
     epoch: int = 0  # epochs done (during an epoch: its 0-based index)
     iteration: int = 0  # optimizer steps done
