@@ -3,7 +3,7 @@
 The softmax losses are a weighted mean over the batch, sum_i w_{y_i} l_i / sum_i w_{y_i}, with
 per-class weights w_y (all 1 unless REWEIGHT says otherwise); this is PyTorch's
 ``F.cross_entropy(weight=...)``, which Cao et al.'s DRW code uses. The weights are a buffer that
-lda_cls/hooks.py sets (from epoch 0 for RW / CB, from REWEIGHT.START_EPOCH for DRW).
+lda_cls/hooks/schedules.py sets (from epoch 0 for RW / CB, from REWEIGHT.START_EPOCH for DRW).
 
 CB-Focal is Cui et al.'s own loss (richardaecn/class-balanced-loss, src/cifar_main.py
 ``focal_loss`` and ``_tower_fn``; src/model_base.py ``_fully_connected``): the *sigmoid* focal
