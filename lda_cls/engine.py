@@ -96,6 +96,7 @@ class Trainer:
         self.hooks: List[HookBase] = []
         self.state = TrainState()
 
+    # ----------------------------------------------------------------- data
     def _build_datasets(self) -> None:
         cfg = self.cfg
         self.train_set, self.num_classes = build_dataset(cfg, "train")
@@ -108,7 +109,6 @@ class Trainer:
         self.train_preprocess = BatchPreprocess.from_config(cfg, train=True, in_memory=in_memory).to(self.device)
         self.test_preprocess = BatchPreprocess.from_config(cfg, train=False, in_memory=in_memory).to(self.device)
 
-    # ----------------------------------------------------------------- data
     def _train_loader(self):
         if self.cfg.SOLVER.BATCH_SIZE % world_size():
             raise ValueError(f"SOLVER.BATCH_SIZE {self.cfg.SOLVER.BATCH_SIZE} is the global batch; "
