@@ -20,7 +20,7 @@ import os
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from .evaluation import evaluate
 from .hooks import EvalAndSelect, HookBase, MetricsWriter, PeriodicCheckpointer, TrainingDiverged, build_hooks
 from .hooks.evaluation import save_selected
 from .hooks.writer import METRICS_FILE, log_result, write_eval_record
-from .inference import forward_over
+from .inference import OUTPUT_KEYS, forward_over
 from .methods import build_method
 from .methods.context import MethodContext
 from .models import build_model, deploy_state_dict, load_model_weights
@@ -136,10 +136,10 @@ class Trainer:
     def _on_device(self, dataset) -> bool:
         return self.cfg.DATASET.ON_DEVICE and isinstance(dataset, TensorImageDataset)
 
-    def forward_over(self, dataset) -> Dict[str, torch.Tensor]:
-        """The model's outputs and the targets over this rank's shard of ``dataset`` (lda_cls/inference.py)."""
+    def forward_over(self, dataset, keys: Sequence[str] = OUTPUT_KEYS) -> Dict[str, torch.Tensor]:
+        """The model's outputs named in ``keys`` and the targets over this rank's shard of ``dataset``."""
         return forward_over(self.model, self._eval_loader(dataset), self.test_preprocess, self.device,
-                            self.autocast_dtype, self.channels_last)
+                            self.autocast_dtype, self.channels_last, keys)
 
     def method_context(self) -> MethodContext:
         """What the method may use of this run (lda_cls/methods/context.py)."""

@@ -6,7 +6,10 @@ from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["batch_outputs", "forward_over"]
+__all__ = ["OUTPUT_KEYS", "batch_outputs", "forward_over"]
+
+# What LongTailClassifier.forward may give (lda_cls/models/build.py).
+OUTPUT_KEYS = ("logits", "unbalanced_logits", "features", "projection")
 
 
 @torch.no_grad()
@@ -27,8 +30,7 @@ def batch_outputs(model, batches: Iterable, preprocess, device: torch.device,
 
 def forward_over(model, batches: Iterable, preprocess, device: torch.device,
                  autocast_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
-                 keys: Sequence[str] = ("logits", "unbalanced_logits", "features", "projection"),
-                 ) -> Dict[str, torch.Tensor]:
+                 keys: Sequence[str] = OUTPUT_KEYS) -> Dict[str, torch.Tensor]:
     """The outputs named in ``keys`` that the model gives (float32) and "targets", concatenated in batch order
     on ``device``."""
     columns: Dict[str, list] = {}

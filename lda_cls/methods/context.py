@@ -13,9 +13,9 @@ __all__ = ["MethodContext"]
 
 @dataclass
 class MethodContext:
-    """``forward_over(dataset)``: {"logits", "features", ... the model's outputs, "targets"} over this rank's
-    shard of ``dataset`` (a strided shard; sum over ranks for totals), with the test-time transform and the
-    run's precision and memory format (lda_cls/inference.py). ``output_dir``: where the run writes, "" for none.
+    """``forward_over(dataset, keys=...)``: {the model's outputs named in ``keys`` ("logits", "features", ...; all
+    by default), "targets"} over this rank's shard of ``dataset`` (a strided shard; sum over ranks for
+    totals), with the test-time transform and the run's precision and memory format (lda_cls/inference.py). ``output_dir``: where the run writes, "" for none.
     ``val_set``: None where the data has no validation split."""
 
     model: nn.Module
@@ -25,4 +25,4 @@ class MethodContext:
     train_set: Dataset
     val_set: Optional[Dataset]
     test_set: Dataset
-    forward_over: Callable[[Dataset], Dict[str, torch.Tensor]]
+    forward_over: Callable[..., Dict[str, torch.Tensor]]

@@ -146,7 +146,7 @@ class TauNormalization(TwoStageMethod):
             context.logger.info(f"tau-norm: tau fixed at {grid[0]} (DECOUPLE.TAU_GRID has one value)")
             return
         dataset, source = validation_set(self.cfg, context)
-        outputs = context.forward_over(dataset)
+        outputs = context.forward_over(dataset, keys=("features",))  # no (N, C) logits kept
         features, targets = outputs["features"], outputs["targets"]
         # One (taus, C) table of correct counts per class, summed over ranks: mean per-class accuracy.
         correct = torch.zeros(len(grid), self.num_classes, dtype=torch.float64, device=features.device)
@@ -176,7 +176,7 @@ class NearestClassMean(TwoStageMethod):
     trains = False
 
     def setup_classifier(self, context) -> None:
-        outputs = context.forward_over(context.train_set)
+        outputs = context.forward_over(context.train_set, keys=("features",))
         features, targets = outputs["features"], outputs["targets"]
         feature_mean = training_feature_mean(features)
         sums, counts = normalized_feature_sums(features.double() - feature_mean, targets, self.num_classes)

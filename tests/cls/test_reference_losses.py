@@ -417,7 +417,7 @@ def test_ncm_is_kangs_knn_classifier(classifier, dist_type):
     model = build_model(cfg, C)
     dim = model.head.balanced.means.shape[1]
     train_feats = torch.randn(len(train_labels), dim, generator=generator) + 2.0 * torch.eye(dim)[train_labels] + 1.5
-    context = SimpleNamespace(model=model, train_set="train", forward_over=lambda dataset: {
+    context = SimpleNamespace(model=model, train_set="train", forward_over=lambda dataset, keys: {
         "train": {"features": train_feats, "targets": train_labels}}[dataset])
     build_method(cfg, COUNTS).setup_classifier(context)
     query = torch.randn(B, dim, generator=generator) + 1.5
