@@ -1,4 +1,8 @@
-"""Trainer: the training loop, evaluation, checkpoints and result files of lda_cls.
+"""Trainer: the training loop of lda_cls, its set-up, resume and finish.
+
+The loop is detectron2's (``train``: restore, ``train_one_epoch`` per epoch, ``finish``); everything it
+does between steps and epochs is a hook (lda_cls/hooks: evaluation and selection, the metrics writer,
+checkpoints, the config's and the method's schedules). A method sees a ``MethodContext``, not the trainer.
 
 Files in the output directory:
   log.txt, metrics.jsonl (one JSON object per logged step and per evaluation),
