@@ -64,6 +64,17 @@ def trains(method: str) -> bool:
     return not is_two_stage(method) or METHODS[method].trains
 
 
+def defers_reweighting(method: str) -> bool:
+    """Whether the method's own config (configs/cls/methods/<method>.yaml) switches its class weights on
+    after epoch 0 (DRW): then the shared schedule moves that switch with the epochs."""
+    from lda_cls.config import get_cfg
+    from lda_cls.train import METHOD_CONFIG_DIR
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(METHOD_CONFIG_DIR / f"{method}.yaml"))
+    return cfg.REWEIGHT.TYPE != "none" and cfg.REWEIGHT.START_EPOCH > 0
+
+
 def run_order(methods) -> list:
     """One-stage methods first (the CE stage 1 of the two-stage ones among them), in the order given."""
     return [m for m in methods if not is_two_stage(m)] + [m for m in methods if is_two_stage(m)]
@@ -105,7 +116,7 @@ def schedule_opts(method: str, seed: int, args, curve: bool) -> list:
     epochs = args.stage2_epochs if is_two_stage(method) else args.epochs
     switch = deferred_epoch(epochs)
     opts += ["SOLVER.EPOCHS", str(epochs), "SOLVER.SCHEDULER", "cosine", "TEST.EVAL_PERIOD", "1" if curve else str(epochs),
-             "REWEIGHT.START_EPOCH", str(switch) if method.endswith("_drw") else "0",
+             "REWEIGHT.START_EPOCH", str(switch) if defers_reweighting(method) else "0",
              "SAMPLER.DEFERRED_EPOCH", str(switch)]
     opts += ["SOLVER.WARMUP_EPOCHS", "0" if is_two_stage(method) else str(warmup_epochs(epochs))]
     return opts
