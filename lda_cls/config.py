@@ -21,9 +21,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.CHECKPOINT_PERIOD = 1  # write last_checkpoint.pth every this many epochs
     cfg.NUM_THREADS = 1  # CPU intra-op threads per process; 0 = torch's default (1 keeps tiny models fast on busy CPUs)
     cfg.CUDNN_BENCHMARK = False  # True trades bitwise reproducibility for speed on GPUs
-    # Seconds a collective waits for the other ranks before this rank fails (torch's gloo default is 1800):
-    # a stopped or hung rank then ends the run with an error naming the rank and the collective.
-    cfg.DIST_TIMEOUT_S = 1800
+    cfg.DIST_TIMEOUT_S = 1800  # s a collective waits for the other ranks (gloo's default), then fails naming the rank
 
     cfg.DATASET = CN()
     cfg.DATASET.NAME = "digits_lt"  # digits_lt | cifar10_lt | cifar100_lt | imagenet_lt | places_lt | imagefolder_lt
