@@ -37,6 +37,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -61,6 +62,17 @@ def is_two_stage(method: str) -> bool:
 
 def trains(method: str) -> bool:
     return not is_two_stage(method) or METHODS[method].trains
+
+
+def defers_reweighting(method: str) -> bool:
+    """Whether the method's own config (configs/cls/methods/<method>.yaml) switches its class weights on
+    after epoch 0 (DRW): then the shared schedule moves that switch with the epochs."""
+    from lda_cls.config import get_cfg
+    from lda_cls.train import METHOD_CONFIG_DIR
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(METHOD_CONFIG_DIR / f"{method}.yaml"))
+    return cfg.REWEIGHT.TYPE != "none" and cfg.REWEIGHT.START_EPOCH > 0
 
 
 def run_order(methods) -> list:
@@ -104,7 +116,7 @@ def schedule_opts(method: str, seed: int, args, curve: bool) -> list:
     epochs = args.stage2_epochs if is_two_stage(method) else args.epochs
     switch = deferred_epoch(epochs)
     opts += ["SOLVER.EPOCHS", str(epochs), "SOLVER.SCHEDULER", "cosine", "TEST.EVAL_PERIOD", "1" if curve else str(epochs),
-             "REWEIGHT.START_EPOCH", str(switch) if method.endswith("_drw") else "0",
+             "REWEIGHT.START_EPOCH", str(switch) if defers_reweighting(method) else "0",
              "SAMPLER.DEFERRED_EPOCH", str(switch)]
     opts += ["SOLVER.WARMUP_EPOCHS", "0" if is_two_stage(method) else str(warmup_epochs(epochs))]
     return opts
@@ -135,7 +147,8 @@ def git_commit() -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def run_record(method: str, seed: int, args, result: dict, wall_time: float, command: list, commit: str) -> dict:
+def run_record(method: str, seed: int, args, result: dict, wall_time: Optional[float], command: list,
+               commit: str) -> dict:
     """The small file a finished run leaves in the results directory."""
     def figures(metrics):
         return None if metrics is None else {k: metrics[k] for k in ("top1", "many", "medium", "few")}
@@ -154,7 +167,8 @@ def run_record(method: str, seed: int, args, result: dict, wall_time: float, com
         "h_prime": figures(result.get("unbalanced")),
         "selected_epoch": result["selected_epoch"], "model_selection": result["model_selection"],
         "num_train_images": result["num_train_images"], "num_test_images": result["num_test_images"],
-        "commit": commit, "wall_time_s": round(wall_time, 1), "resumed": bool(result.get("_resumed")),
+        "commit": commit, "wall_time_s": None if wall_time is None else round(wall_time, 1),
+        "resumed": bool(result.get("_resumed")),
         "threads": args.threads, "jobs": args.jobs,
         "precision": precision, "host": platform.machine(), "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
@@ -180,8 +194,8 @@ class Runner:
                    "--output-dir", str(output_dir), *self.data_args]
         if weights:
             command += ["--weights", weights]
-        if results_path.is_file():
-            return json.loads(results_path.read_text()), 0.0, command
+        if results_path.is_file():  # finished under an earlier bench process: its time was not measured here
+            return json.loads(results_path.read_text()), None, command
         resumed = (output_dir / "last_checkpoint.pth").is_file()
         if resumed:
             command.append("--resume")  # an interrupted run: continue it (wall_time_s then counts this part only)

@@ -21,11 +21,16 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from lda_common.atomic_files import is_temporary
 
-__all__ = ["RESUMABLE_KEYS", "LOCK_FILE", "ResumeRefused", "RunDirBusy", "config_changes", "read_resume_checkpoint",
+__all__ = ["RESUMABLE_KEYS", "LOCK_FILE", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS", "ResumeRefused", "RunDirBusy", "config_changes", "read_resume_checkpoint",
            "saved_world_size", "environment_world_size", "world_size_change", "run_dir_lock",
            "remove_stale_temporaries", "drop_partial_last_line"]
 
 LOCK_FILE = "run.lock"
+# The checkpoints of a run (lda_cls/engine.py): everything --resume needs, the selected weights
+# (lda_cls/hooks/evaluation.py), and the backbone + h of those for deployment.
+LAST_CHECKPOINT = "last_checkpoint.pth"
+BEST_CHECKPOINT = "model_best.pth"
+DEPLOY_WEIGHTS = "model_deploy.pth"
 
 # What a resumed run may change: how often it logs, evaluates and checkpoints, its CPU threads, how long a
 # collective waits, where it stops this time, and the directory's own path (a moved run). None of them changes the weights an

@@ -1,4 +1,9 @@
-"""Process-group set-up and its faults, seeding and logging (atomic files: lda_common.atomic_files)."""
+"""Process-group set-up and its faults, seeding and logging (atomic files: lda_common.atomic_files).
+
+Every rank question of lda_cls is asked here (``rank``, ``world_size``, ``is_main_process``) and every
+collective it needs outside the losses (``all_reduce_sum``, ``synchronize``, ``all_gather_objects``):
+one answer whether or not torch.distributed is initialised. ``world_size`` is lda_core's, so the
+losses and the trainer count the processes the same way."""
 import datetime
 import logging
 import os
@@ -11,8 +16,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from lda_core.distributed import world_size
+
 __all__ = ["init_distributed", "CollectiveFailed", "collective_failure", "rank", "world_size", "is_main_process",
-           "seed_everything", "rng_state", "set_rng_state", "setup_logger"]
+           "all_reduce_sum", "synchronize", "all_gather_objects", "seed_everything", "rng_state", "set_rng_state",
+           "setup_logger"]
 
 
 def init_distributed(timeout_s: float = 1800) -> torch.device:
@@ -70,12 +78,30 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def is_main_process() -> bool:
     return rank() == 0
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over the ranks, in place (unchanged in a single process)."""
+    if world_size() > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def synchronize() -> None:
+    """A barrier under torch.distributed, nothing in a single process."""
+    if world_size() > 1:
+        dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> list:
+    """Every rank's ``obj``, in rank order ([obj] in a single process)."""
+    if world_size() == 1:
+        return [obj]
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def seed_everything(seed: int) -> None:

@@ -39,7 +39,7 @@ def test_a_stopped_rank_ends_the_run_within_the_timeout_naming_rank_and_collecti
         port = probe.getsockname()[1]
     output = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "lda_cls.train", "--output-dir", str(output), "SOLVER.EPOCHS", "50", "DIST_TIMEOUT_S", "5"]
+           "-m", "lda_cls.train", "--output-dir", str(output), "SOLVER.EPOCHS", "50", "DIST_TIMEOUT_S", "30"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stopped = []
     try:
@@ -52,7 +52,7 @@ def test_a_stopped_rank_ends_the_run_within_the_timeout_naming_rank_and_collecti
         for pid in stopped:
             os.kill(pid, signal.SIGSTOP)
         started = time.time()
-        _, stderr = proc.communicate(timeout=150)
+        _, stderr = proc.communicate(timeout=240)
         elapsed = time.time() - started
     finally:
         for pid in stopped:
@@ -64,10 +64,12 @@ def test_a_stopped_rank_ends_the_run_within_the_timeout_naming_rank_and_collecti
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode != 0
-    assert "error: rank 0 of 2: " in stderr and "failed (DIST_TIMEOUT_S 5 s): another rank stopped" in stderr, \
+    assert "error: rank 0 of 2: " in stderr and "failed (DIST_TIMEOUT_S 30 s): another rank stopped" in stderr, \
         stderr[-3000:]
     assert "torch.distributed " in stderr or "backward" in stderr
-    assert elapsed < 120  # 5 s for rank 0, then torchrun's own grace period before it kills rank 1
+    # 30 s for rank 0 (it also bounds the rendezvous: a loaded machine needs slack there), then torchrun's
+    # own grace period before it kills rank 1.
+    assert elapsed < 180
 
 
 def test_an_error_outside_a_process_group_is_not_a_collective_failure():

@@ -7,7 +7,7 @@ import torch
 from lda_cls.config import get_cfg
 from lda_cls.methods import build_method
 from lda_cls.methods.lda import BalancedSoftmaxWithDivergence, LDACriterion
-from lda_cls.models import build_model
+from lda_cls import build_model
 from lda_cls.train import METHOD_CONFIG_DIR
 from lda_core import class_divergence
 

@@ -147,3 +147,5 @@ def test_the_benchmark_runs_every_registered_method():
     assert set(order[-len(two_stage):]) == two_stage  # after their stage-1 CE
     assert not bench.trains("tau_norm") and bench.trains("crt") and bench.trains("lda_la")
     assert bench.deferred_epoch(200) == 160 and bench.deferred_epoch(12) == 10 and bench.deferred_epoch(1) == 0
+    # The DRW switch the shared schedule moves: read from each method's YAML, not from its name.
+    assert {m for m in METHODS if bench.defers_reweighting(m)} == {"ce_drw", "ldam_drw"}

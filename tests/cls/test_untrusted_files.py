@@ -74,7 +74,7 @@ def test_stage1_weights_analysis_and_dataset_cache_refuse_crafted_files(stopped_
     from lda_cls import build_dataset
     from lda_cls.analysis.collect import load_model
     from lda_cls.methods.decoupling import load_stage1_weights
-    from lda_cls.models import build_model
+    from lda_cls import build_model
 
     marker = tmp_path / "created_by_the_pickle"
     bad = crafted(tmp_path / "bad.pth", marker)
