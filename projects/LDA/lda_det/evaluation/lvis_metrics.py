@@ -15,6 +15,10 @@ against it. Why the result is the same with less memory:
 * The per-image limit of ``max_dets`` detections is LVISResults's (top scores, stable order), applied
   when the table is read; in each category at most that many remain per image, so faster-coco-eval's
   per-(image, category) limit ``maxDets = [max_dets]`` removes nothing more.
+* lvis-api evaluates only objects and detections with 0 < area < inf (``LVIS.get_ann_ids``' default area
+  range, open at both ends): an empty box or mask is neither a detection nor a ground-truth object there, nor
+  does such an object make its category "present" for the federated rule. faster-coco-eval would count a
+  zero-area detection as a false positive, so both are left out here too (``_evaluated``).
 """
 import gc
 import json
@@ -63,6 +67,8 @@ class LVISGroundTruth:
         self.annotations_by_category: List[list] = [[] for _ in self.categories]
         keys = []
         for ann in data["annotations"]:
+            if not _evaluated(ann["area"]):
+                continue  # lvis-api's get_ann_ids leaves it out (module docstring)
             k = category_index[ann["category_id"]]
             self.annotations_by_category[k].append(ann)
             keys.append(self.image_index[ann["image_id"]] * len(self.categories) + k)
@@ -182,6 +188,11 @@ def evaluate_lvis(gt: LVISGroundTruth, table: DetectionTable, task: str, max_det
     return {name: metrics[name] for name in METRICS}  # detectron2's LVISEvaluator's keys
 
 
+def _evaluated(area: float) -> bool:
+    """Whether lvis-api evaluates an object or detection of this area (LVIS.get_ann_ids: 0 < area < inf)."""
+    return 0 < area < float("inf")
+
+
 def _detection_dicts(gt: LVISGroundTruth, table: DetectionTable, rows: np.ndarray, task: str) -> List[dict]:
     image_ids = gt.image_ids[table.image_index[rows]].tolist()
     category_ids = gt.category_ids[table.category_index[rows]].tolist()
@@ -191,14 +202,16 @@ def _detection_dicts(gt: LVISGroundTruth, table: DetectionTable, rows: np.ndarra
         areas = (boxes[:, 2] * boxes[:, 3]).tolist()  # LVISResults: w * h
         boxes = boxes.tolist()
         return [{"id": n + 1, "image_id": i, "category_id": c, "score": s, "bbox": b, "area": a, "iscrowd": 0}
-                for n, (i, c, s, b, a) in enumerate(zip(image_ids, category_ids, scores, boxes, areas))]
+                for n, (i, c, s, b, a) in enumerate(zip(image_ids, category_ids, scores, boxes, areas))
+                if _evaluated(a)]
     rles = table.rles(rows)
     # detectron2 drops the box for mask AP, so that LVISResults takes the mask's area and box.
     areas = mask_util.area(rles).astype(np.float64).tolist() if rles else []
     boxes = mask_util.toBbox(rles).tolist() if rles else []
     return [{"id": n + 1, "image_id": i, "category_id": c, "score": s, "segmentation": r, "bbox": b, "area": a,
              "iscrowd": 0}
-            for n, (i, c, s, r, b, a) in enumerate(zip(image_ids, category_ids, scores, rles, boxes, areas))]
+            for n, (i, c, s, r, b, a) in enumerate(zip(image_ids, category_ids, scores, rles, boxes, areas))
+            if _evaluated(a)]
 
 
 def summarize(precision: np.ndarray, recall: np.ndarray, groups: Dict[str, np.ndarray]) -> Dict[str, float]:
