@@ -24,6 +24,7 @@ from lda_common.cli import add_debug_flag, run_cli
 
 from lda_det import add_lda_config, restore_numpy_aliases
 from lda_det.checkpoint import AtomicDetectionCheckpointer, HeadCheckingCheckpointer
+from lda_det.cpu_ddp import cpu_ddp
 from lda_det.data import ensure_available
 from lda_det.decoupling import keeping_initialisation, restrict_trainable_parameters
 from lda_det.evaluation import ShardedLVISEvaluator
@@ -36,6 +37,10 @@ class Trainer(DefaultTrainer):
     detectron2's: DatasetMapper (with masks) and DATALOADER.SAMPLER_TRAIN's sampler
     (RepeatFactorTrainingSampler in our configs; lda_det.samplers adds ClassBalancedTrainingSampler).
     Two-stage methods (cRT) are configuration: MODEL.TRAINABLE_PARAMETERS / REINITIALIZED_PARAMETERS."""
+
+    def __init__(self, cfg):
+        with cpu_ddp(cfg):  # several CPU processes (gloo): DDP without device_ids
+            super().__init__(cfg)
 
     @classmethod
     def build_model(cls, cfg):
