@@ -70,7 +70,8 @@ def test_c4_head_builds(synthetic_root):
 def test_lvis_configs_follow_table_4(name):
     cfg = model_zoo.get_config("LVIS-LDA/" + name)
     baseline = model_zoo.get_config("LVIS-LDA/baseline_" + name)
-    assert cfg.MODEL.ROI_HEADS.NAME == "LDAROIHeads" and baseline.MODEL.ROI_HEADS.NAME == "StandardROIHeads"
+    assert cfg.MODEL.ROI_HEADS.NAME == "PredictorROIHeads" and baseline.MODEL.ROI_HEADS.NAME == "StandardROIHeads"
+    assert cfg.MODEL.ROI_BOX_HEAD.PREDICTOR == "LDAOutputLayers"
     assert (cfg.MODEL.LDA.GAMMA, cfg.MODEL.LDA.BETA) == (1.5, 0.1)
     for c in (cfg, baseline):
         assert c.DATASETS.TRAIN == ("lvis_v1_train",) and c.DATASETS.TEST == ("lvis_v1_val",)
@@ -92,6 +93,7 @@ def test_lvis_configs_follow_table_4(name):
     assert (cfg.MODEL.LDA.SCALING, cfg.MODEL.LDA.BALANCED_LOSS_WEIGHT) == ("calibrated", 0.0031)
     # The baseline differs from LDA only by the ROI head (the MODEL.LDA keys act on the LDA head only).
     cfg.MODEL.ROI_HEADS.NAME = baseline.MODEL.ROI_HEADS.NAME
+    cfg.MODEL.ROI_BOX_HEAD.PREDICTOR = baseline.MODEL.ROI_BOX_HEAD.PREDICTOR
     cfg.MODEL.LDA = baseline.MODEL.LDA
     assert cfg == baseline
     # Plain detectron2 reads the baseline configs: they use no MODEL.LDA key.
@@ -122,4 +124,5 @@ def test_model_zoo_paths_and_errors():
 
 def test_model_zoo_get_builds_the_demo_model(synthetic_root, tmp_path):
     model = model_zoo.get("LVIS-LDA/synthetic_lt_demo.yaml", device="cpu")
-    assert not model.training and type(model.roi_heads) is lda_det.LDAROIHeads
+    assert not model.training and type(model.roi_heads) is lda_det.PredictorROIHeads
+    assert type(model.roi_heads.box_predictor) is lda_det.LDAOutputLayers

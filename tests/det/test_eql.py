@@ -132,11 +132,12 @@ def test_lvis_v1_config_builds_without_lvis_data(monkeypatch, tmp_path):
     assert cfg.MODEL.EQL.LAMBDA == 0.0011 and cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler"
     # Only the ROI head and its keys differ from the baseline.
     cfg.MODEL.ROI_HEADS.NAME, cfg.MODEL.EQL = baseline.MODEL.ROI_HEADS.NAME, baseline.MODEL.EQL
+    cfg.MODEL.ROI_BOX_HEAD.PREDICTOR = baseline.MODEL.ROI_BOX_HEAD.PREDICTOR
     assert cfg == baseline
     cfg = model_zoo.get_config("LVIS-LDA/eql_mask_rcnn_R_50_FPN_1x.yaml")
     cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", ""
     model = build_model(cfg)
-    assert type(model.roi_heads) is lda_det.EQLROIHeads
+    assert type(model.roi_heads) is lda_det.PredictorROIHeads
     predictor = model.roi_heads.box_predictor
     assert predictor.cls_score.out_features == 1203 and int(predictor.num_images) == 99388
     # 815 classes below 0.0011: the count the official EQL prints for LVIS v1 (eqlv2 repo's table).

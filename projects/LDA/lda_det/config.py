@@ -12,6 +12,8 @@ def add_lda_config(cfg):
     add_eqlv2_config(_C)
     add_federated_config(_C)
     add_decoupling_config(_C)
+    # Name of the box predictor in lda_det.heads.BOX_PREDICTOR_REGISTRY that PredictorROIHeads builds.
+    _C.MODEL.ROI_BOX_HEAD.PREDICTOR = "FastRCNNOutputLayers"
     _C.MODEL.LDA = CN()
     # Exponent `gamma` of the balance factor alpha = (delta acc)^gamma (Eq. 6).
     _C.MODEL.LDA.GAMMA = 1.5

@@ -26,12 +26,14 @@ from detectron2.layers import ShapeSpec, cross_entropy, nonzero_tuple
 from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
+from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
 from lda_core import LDALoss
 
-from .class_counts import class_counts_for_model
-from .proposals import sampled_targets
+from ..class_counts import class_counts_for_model
+from ..proposals import sampled_targets
+from .registry import BOX_PREDICTOR_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class LDAClassification(NamedTuple):
     projection: Optional[torch.Tensor]  # (R, D), g(x); None at inference
 
 
+@BOX_PREDICTOR_REGISTRY.register()
 class LDAOutputLayers(FastRCNNOutputLayers):
     """Fast R-CNN output layers with LDA's fg/bg, h', h and projection heads.
 
@@ -219,7 +222,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         """
         counts = torch.stack([is_foreground.sum(), torch.tensor(is_foreground.numel(), device=is_foreground.device)])
         counts = counts.to(torch.float64)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if comm.get_world_size() > 1:
             dist.all_reduce(counts)
         return (counts[0] / counts[1].clamp(min=1)).to(torch.float32)
 
