@@ -1,5 +1,8 @@
 """Package discovery and package data; metadata and dependencies are in setup.cfg.
 
+Top-level packages: lda_core (the loss), lda_common (command lines and files, shared), lda_analysis
+(figures and metrics, shared), lda_cls (classification) and lda_det (detection).
+
 `lda_det` lives in projects/LDA/ (detectron2's project layout) and is mapped
 into the import namespace here, with its subpackages.
 
@@ -17,7 +20,8 @@ from setuptools import find_packages, setup
 CONFIG_PACKAGES = {"lda_cls.configs": ["cls/*.yaml", "cls/methods/*.yaml"], "lda_det.configs": ["LVIS-LDA/*.yaml"]}
 
 setup(
-    packages=find_packages(include=["lda_core", "lda_core.*", "lda_cls", "lda_cls.*"])
+    packages=find_packages(include=["lda_core", "lda_core.*", "lda_common", "lda_common.*", "lda_analysis",
+                                    "lda_analysis.*", "lda_cls", "lda_cls.*"])
     + find_packages("projects/LDA", include=["lda_det", "lda_det.*"])
     + list(CONFIG_PACKAGES),
     package_dir={"lda_det": "projects/LDA/lda_det", **{name: "configs" for name in CONFIG_PACKAGES}},

@@ -25,7 +25,7 @@ import time
 import torch
 
 from lda_cls import BatchPreprocess, LDAHead, build_model, get_cfg
-from lda_cls.criterion import build_criterion
+from lda_cls.methods import build_method
 from lda_cls.precision import autocast_dtype_for
 
 
@@ -81,7 +81,7 @@ def main():
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         model.train()
-        criterion = build_criterion(cfg, counts).to(device).train()
+        criterion = build_method(cfg, counts).build_criterion().to(device).train()
         steps_models[method] = model
         steps[method] = make_step(cfg, model, criterion, preprocess, device, autocast_dtype)
         if method == "ce" and autocast_dtype is not None:
@@ -120,8 +120,8 @@ def main():
     head_times = {}
     for method in ("ce", "lda"):
         cfg.METHOD = method
-        head = LDAHead(features.shape[1], args.classes, method=method).to(device)
-        criterion = build_criterion(cfg, counts).to(device).train()
+        head = LDAHead(features.shape[1], args.classes, layout=method).to(device)
+        criterion = build_method(cfg, counts).build_criterion().to(device).train()
         labels = targets.to(device)
 
         def head_step():

@@ -37,6 +37,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -47,6 +48,7 @@ sys.path.insert(0, str(REPO))
 
 from lda_cls.methods import METHODS  # noqa: E402  (the repository on the path first)
 from lda_cls.methods.decoupling import TwoStageMethod  # noqa: E402
+from lda_common.atomic_files import atomic_write_text  # noqa: E402
 
 DATASETS_WITHOUT_VAL = ("cifar10_lt", "cifar100_lt")
 # The decision table's methods: the literature's reference points and LDA with its variants.
@@ -60,6 +62,17 @@ def is_two_stage(method: str) -> bool:
 
 def trains(method: str) -> bool:
     return not is_two_stage(method) or METHODS[method].trains
+
+
+def defers_reweighting(method: str) -> bool:
+    """Whether the method's own config (configs/cls/methods/<method>.yaml) switches its class weights on
+    after epoch 0 (DRW): then the shared schedule moves that switch with the epochs."""
+    from lda_cls.config import get_cfg
+    from lda_cls.train import METHOD_CONFIG_DIR
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(METHOD_CONFIG_DIR / f"{method}.yaml"))
+    return cfg.REWEIGHT.TYPE != "none" and cfg.REWEIGHT.START_EPOCH > 0
 
 
 def run_order(methods) -> list:
@@ -103,7 +116,7 @@ def schedule_opts(method: str, seed: int, args, curve: bool) -> list:
     epochs = args.stage2_epochs if is_two_stage(method) else args.epochs
     switch = deferred_epoch(epochs)
     opts += ["SOLVER.EPOCHS", str(epochs), "SOLVER.SCHEDULER", "cosine", "TEST.EVAL_PERIOD", "1" if curve else str(epochs),
-             "REWEIGHT.START_EPOCH", str(switch) if method.endswith("_drw") else "0",
+             "REWEIGHT.START_EPOCH", str(switch) if defers_reweighting(method) else "0",
              "SAMPLER.DEFERRED_EPOCH", str(switch)]
     opts += ["SOLVER.WARMUP_EPOCHS", "0" if is_two_stage(method) else str(warmup_epochs(epochs))]
     return opts
@@ -134,7 +147,8 @@ def git_commit() -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def run_record(method: str, seed: int, args, result: dict, wall_time: float, command: list, commit: str) -> dict:
+def run_record(method: str, seed: int, args, result: dict, wall_time: Optional[float], command: list,
+               commit: str) -> dict:
     """The small file a finished run leaves in the results directory."""
     def figures(metrics):
         return None if metrics is None else {k: metrics[k] for k in ("top1", "many", "medium", "few")}
@@ -153,7 +167,8 @@ def run_record(method: str, seed: int, args, result: dict, wall_time: float, com
         "h_prime": figures(result.get("unbalanced")),
         "selected_epoch": result["selected_epoch"], "model_selection": result["model_selection"],
         "num_train_images": result["num_train_images"], "num_test_images": result["num_test_images"],
-        "commit": commit, "wall_time_s": round(wall_time, 1), "resumed": bool(result.get("_resumed")),
+        "commit": commit, "wall_time_s": None if wall_time is None else round(wall_time, 1),
+        "resumed": bool(result.get("_resumed")),
         "threads": args.threads, "jobs": args.jobs,
         "precision": precision, "host": platform.machine(), "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
@@ -179,8 +194,8 @@ class Runner:
                    "--output-dir", str(output_dir), *self.data_args]
         if weights:
             command += ["--weights", weights]
-        if results_path.is_file():
-            return json.loads(results_path.read_text()), 0.0, command
+        if results_path.is_file():  # finished under an earlier bench process: its time was not measured here
+            return json.loads(results_path.read_text()), None, command
         resumed = (output_dir / "last_checkpoint.pth").is_file()
         if resumed:
             command.append("--resume")  # an interrupted run: continue it (wall_time_s then counts this part only)
@@ -220,9 +235,7 @@ class Runner:
             result, seconds, command = self.train(method, seed, weights)
         result.setdefault("_output_dir", str(self.work / f"{method}_seed{seed}"))
         record = run_record(method, seed, self.args, result, seconds, command, self.commit)
-        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(str(path), json.dumps(record, indent=2) + "\n")
         print(f"{method} seed {seed}: top-1 {record['top1']:.2f} ({seconds:.0f}s) -> {path}", flush=True)
 
 

@@ -65,11 +65,11 @@ install_wheels() {
 import importlib, os, platform, subprocess, sys
 site, dry_run = sys.argv[1], sys.argv[2] == "1"
 modules = ["torch", "torchvision", "timm", "numpy", "detectron2", "fvcore", "iopath", "yacs", "omegaconf", "lvis",
-           "pycocotools.mask", "cv2", "lda_core", "lda_cls", "lda_det"]
+           "pycocotools.mask", "cv2", "lda_core", "lda_common", "lda_analysis", "lda_cls", "lda_det"]
 for name in modules:
     module = importlib.import_module(name)
     print(f"{name} {getattr(module, '__version__', '')} {os.path.dirname(module.__file__)}")
-for name in ("lda_core", "lda_cls", "lda_det"):  # this package must come from its wheel
+for name in ("lda_core", "lda_common", "lda_analysis", "lda_cls", "lda_det"):  # this package must come from its wheel
     assert importlib.import_module(name).__file__.startswith(site), f"{name} not imported from {site}"
 import torch
 print("python", platform.python_version(), "| cuda available:", torch.cuda.is_available())

@@ -12,7 +12,9 @@ schedule (Balanced Softmax: Ren et al. 2020; LDAM-DRW: Cao et al. 2019; cRT: Kan
 whether the difference is resolved (larger than twice the larger of the two standard deviations).
 
 In README.md a block is the text between ``<!-- results: DIR -->`` and ``<!-- /results -->`` (DIR relative
-to the repository); --write-readme regenerates every such block and touches nothing else.
+to the repository), or between ``<!-- ranking: DIR_A DIR_B -->`` and ``<!-- /ranking -->``: the methods both
+directories hold, compared on the seeds both hold (e.g. a schedule and a longer run of it), with their
+ranking in each and whether it is the same. --write-readme regenerates every block and touches nothing else.
 """
 import argparse
 import json
@@ -25,7 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO / "benchmarks" / "results"
-BLOCK = re.compile(r"(<!-- results: (?P<dir>\S+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+BLOCK = re.compile(r"(<!-- (?P<kind>results|ranking): (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /(?P=kind) -->)",
+                   re.S)
 # (method, what it is compared with, source) for the instrument check.
 ORDERINGS = (("balanced_softmax", "ce", "Ren et al. 2020"), ("ldam_drw", "ce", "Cao et al. 2019"),
              ("crt", "ce", "Kang et al. 2020"))
@@ -131,6 +134,37 @@ def table(results_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ranking(dir_a: Path, dir_b: Path) -> str:
+    """The methods of both directories on their common seeds: top-1 in each, rank in each, same order?"""
+    runs_a, runs_b = load_runs(dir_a), load_runs(dir_b)
+    rows = []
+    for method in ordered_methods(runs_a):
+        if method not in runs_b:
+            continue
+        seeds = sorted({r["seed"] for r in runs_a[method]} & {r["seed"] for r in runs_b[method]})
+        if seeds:
+            top1 = [statistics.fmean(r["balanced"]["top1"] for r in runs[method] if r["seed"] in seeds)
+                    for runs in (runs_a, runs_b)]
+            rows.append((method, seeds, *top1))
+    if len(rows) < 2:
+        return f"(fewer than two methods with common seeds in {relative(dir_a)} and {relative(dir_b)} yet)\n"
+    epochs = [sorted({r["epochs"] for rs in runs.values() for r in rs if r.get("stage1_epochs") is None})
+              for runs in (runs_a, runs_b)]
+    order = [sorted(rows, key=lambda row: -row[column]) for column in (2, 3)]
+    rank = [{row[0]: position + 1 for position, row in enumerate(rows_in_order)} for rows_in_order in order]
+    name_a, name_b = (f"{'/'.join(map(str, e))} epochs" for e in epochs)
+    lines = [f"| method | seeds | top-1, {name_a} | top-1, {name_b} | rank, {name_a} | rank, {name_b} |",
+             "|---|---|---|---|---|---|"]
+    for method, seeds, a, b in rows:
+        lines.append(f"| {method} | {','.join(map(str, seeds))} | {a:.2f} | {b:.2f} | {rank[0][method]} | "
+                     f"{rank[1][method]} |")
+    same = [row[0] for row in order[0]] == [row[0] for row in order[1]]
+    lines += ["", f"Ranking ({relative(dir_a)} vs {relative(dir_b)}): "
+                  f"{' > '.join(row[0] for row in order[0])} vs {' > '.join(row[0] for row in order[1])}: "
+                  f"{'the same' if same else 'DIFFERENT'}."]
+    return "\n".join(lines) + "\n"
+
+
 def relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(REPO))
@@ -140,7 +174,9 @@ def relative(path: Path) -> str:
 
 def regenerate(readme_text: str) -> str:
     def block(match):
-        return match.group(1) + table(REPO / match.group("dir")) + match.group(4)
+        dirs = [REPO / name for name in match.group("args").split()]
+        body = table(*dirs) if match.group("kind") == "results" else ranking(*dirs)
+        return match.group(1) + body + match.group(5)
 
     return BLOCK.sub(block, readme_text)
 

@@ -3,7 +3,8 @@
 Public API (used by the training CLI and by analysis tools):
 
 * ``get_cfg()`` / ``add_lda_cls_config(cfg)``: the config (lda_cls/config.py).
-* ``build_model(cfg, num_classes) -> LongTailClassifier``: timm backbone + LDAHead.
+* ``build_model(cfg, num_classes) -> LongTailClassifier``: timm backbone + LDAHead with the head layout of
+  ``cfg.METHOD`` (``lda_cls.models.build_model(cfg, num_classes, head_layout)`` takes the layout itself).
   ``model(images)`` returns a dict: "logits" = h(x) (the test-time classifier; the
   single classifier with METHOD ce), "unbalanced_logits" = h'(x) (LDA only),
   "features" = pooled backbone feature, "projection" = p(x) (LDA with projection).
@@ -26,7 +27,8 @@ from . import models  # noqa: F401  registers resnet{8,20,32}_cifar with timm (s
 from .config import add_lda_cls_config, get_cfg
 from .data import BatchPreprocess, build_dataset, build_datasets
 from .evaluation import evaluate, split_accuracy
-from .models import LDAHead, LongTailClassifier, build_model, deploy_state_dict
+from .methods import build_method_model as build_model  # the method-aware builder: models know no methods
+from .models import LDAHead, LongTailClassifier, deploy_state_dict
 
 __all__ = ["add_lda_cls_config", "get_cfg", "BatchPreprocess", "build_dataset", "build_datasets", "evaluate",
            "split_accuracy", "LDAHead", "LongTailClassifier", "build_model", "deploy_state_dict", "Trainer"]

@@ -15,10 +15,11 @@ import logging
 import os
 from typing import List, Optional
 
+from lda_analysis.pipeline import analyze_runs
+from lda_analysis.report import text_table
+from lda_common.cli import add_debug_flag, run_cli
+
 from .analysis.collect import FEATURE_KINDS, collect_run
-from .analysis.pipeline import analyze_runs
-from .analysis.report import text_table
-from .cli import add_debug_flag, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.CHECKPOINT_PERIOD = 1  # write last_checkpoint.pth every this many epochs
     cfg.NUM_THREADS = 1  # CPU intra-op threads per process; 0 = torch's default (1 keeps tiny models fast on busy CPUs)
     cfg.CUDNN_BENCHMARK = False  # True trades bitwise reproducibility for speed on GPUs
+    cfg.DIST_TIMEOUT_S = 1800  # s a collective waits for the other ranks (gloo's default), then fails naming the rank
 
     cfg.DATASET = CN()
     cfg.DATASET.NAME = "digits_lt"  # digits_lt | cifar10_lt | cifar100_lt | imagenet_lt | places_lt | imagefolder_lt
@@ -84,7 +85,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.LOSS.LDAM_SCALE = 30.0  # s, scale of LDAM's cosine logits (Cao et al. 2019, official code)
     cfg.LOSS.LOGIT_ADJUST_TAU = 1.0  # tau of the logit adjustment tau log pi_y (Menon et al. 2021)
 
-    cfg.REWEIGHT = CN()  # per-class loss weights w_y (RW, CB, DRW), set by lda_cls/hooks.py
+    cfg.REWEIGHT = CN()  # per-class loss weights w_y (RW, CB, DRW), set by lda_cls/hooks/schedules.py
     cfg.REWEIGHT.TYPE = "none"  # "none" | "inverse" (w_y ~ 1/n_y) | "effective" ((1-beta)/(1-beta^n_y), Cui 2019)
     cfg.REWEIGHT.BETA = 0.9999  # beta of the effective number of samples (Cui et al. 2019, Eq. 3)
     cfg.REWEIGHT.START_EPOCH = 0  # deferred re-weighting: w_y from this epoch on, 1 before (Cao et al.: 160 of 200)

@@ -3,9 +3,10 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from .data.profile import SHOT_NAMES, shot_groups
+from .inference import batch_outputs
+from .utils import all_reduce_sum
 
 __all__ = ["split_accuracy", "evaluate"]
 
@@ -40,27 +41,19 @@ def evaluate(model, loader, preprocess, class_counts: Sequence[int], device: tor
 
     Returns {"balanced": split_accuracy of h, "unbalanced": that of h' or None}.
     """
-    model.eval()
     num_classes = len(class_counts)
-    # Rows: images per class, correct of h, correct of h'.
+    # Rows: images per class, correct of h, correct of h'. Counted per batch: no logits are kept.
     counts = torch.zeros(3, num_classes, dtype=torch.float64, device=device)
     has_unbalanced = False
-    for images, targets in (progress(loader) if progress else loader):
-        images = preprocess(images.to(device, non_blocking=True))
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            outputs = model(images)
+    batches = progress(loader) if progress else loader
+    for outputs, targets in batch_outputs(model, batches, preprocess, device, autocast_dtype, channels_last):
         ones = torch.ones_like(targets, dtype=torch.float64)
         counts[0].index_add_(0, targets, ones)
         counts[1].index_add_(0, targets, (outputs["logits"].argmax(1) == targets).double())
         if "unbalanced_logits" in outputs:
             has_unbalanced = True
             counts[2].index_add_(0, targets, (outputs["unbalanced_logits"].argmax(1) == targets).double())
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(counts)
-    counts = counts.cpu().numpy()
+    counts = all_reduce_sum(counts).cpu().numpy()
     result = {"balanced": split_accuracy(counts[1], counts[0], class_counts, many_threshold, few_threshold),
               "unbalanced": None}
     if has_unbalanced:

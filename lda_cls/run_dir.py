@@ -3,7 +3,7 @@
 One run per directory at a time: ``run_dir_lock`` holds an advisory lock (fcntl.flock) on
 ``<dir>/run.lock`` for the run's life; a second start fails at once, naming the directory and
 the holder's pid (the lock goes with the process, so a killed run never leaves it held). Under
-the lock no other writer is alive, so temporaries of atomic writes still there (``utils.is_temporary``)
+the lock no other writer is alive, so temporaries of atomic writes still there (``lda_common.atomic_files.is_temporary``)
 are a killed run's and are removed, and a partial last line of metrics.jsonl (a kill during an
 append) is dropped before a resumed run appends to it.
 
@@ -19,19 +19,24 @@ import fcntl
 import os
 from typing import Any, Dict, Iterator, List, Optional
 
-from .utils import is_temporary
+from lda_common.atomic_files import is_temporary
 
-__all__ = ["RESUMABLE_KEYS", "LOCK_FILE", "ResumeRefused", "RunDirBusy", "config_changes", "read_resume_checkpoint",
+__all__ = ["RESUMABLE_KEYS", "LOCK_FILE", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS", "ResumeRefused", "RunDirBusy", "config_changes", "read_resume_checkpoint",
            "saved_world_size", "environment_world_size", "world_size_change", "run_dir_lock",
            "remove_stale_temporaries", "drop_partial_last_line"]
 
 LOCK_FILE = "run.lock"
+# The checkpoints of a run (lda_cls/engine.py): everything --resume needs, the selected weights
+# (lda_cls/hooks/evaluation.py), and the backbone + h of those for deployment.
+LAST_CHECKPOINT = "last_checkpoint.pth"
+BEST_CHECKPOINT = "model_best.pth"
+DEPLOY_WEIGHTS = "model_deploy.pth"
 
-# What a resumed run may change: how often it logs, evaluates and checkpoints, its CPU threads, where it
-# stops this time, and the directory's own path (a moved run). None of them changes the weights an
+# What a resumed run may change: how often it logs, evaluates and checkpoints, its CPU threads, how long a
+# collective waits, where it stops this time, and the directory's own path (a moved run). None of them changes the weights an
 # epoch computes (every epoch reseeds itself, see Trainer.train), so the result stays the uninterrupted run's.
 RESUMABLE_KEYS = ("LOG_PERIOD", "CHECKPOINT_PERIOD", "TEST.EVAL_PERIOD", "NUM_THREADS", "SOLVER.STOP_EPOCH",
-                  "OUTPUT_DIR")
+                  "OUTPUT_DIR", "DIST_TIMEOUT_S")
 
 _ABSENT = object()
 
@@ -43,7 +48,7 @@ class ResumeRefused(ValueError):
 class RunDirBusy(RuntimeError):
     """Another process holds the output directory's lock."""
 
-    user_error = True  # lda_cls.cli prints the message alone
+    user_error = True  # lda_common.cli prints the message alone
 
 
 def _flatten(node, prefix: str = "") -> Dict[str, Any]:
@@ -123,12 +128,12 @@ def read_resume_checkpoint(path: str, cfg, world_size: int, allow_world_size_cha
     """The state of ``path`` (last_checkpoint.pth) if this run may continue it, else ResumeRefused naming why.
 
     Reads only: a refusal leaves the directory as it was. ``read`` loads the file (default:
-    ``lda_cls.checkpoint_io.load_checkpoint`` on the CPU).
+    ``lda_common.checkpoint_io.load_checkpoint`` on the CPU).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--resume: no {os.path.basename(path)} in {os.path.dirname(path) or '.'}")
     if read is None:
-        from .checkpoint_io import load_checkpoint as read
+        from lda_common.checkpoint_io import load_checkpoint as read
     state = read(path)
     _check_config(state, cfg, path)
     _check_world_size(state, path, world_size, allow_world_size_change)

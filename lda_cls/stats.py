@@ -14,7 +14,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from .cli import add_debug_flag, run_cli
+from lda_common.cli import add_debug_flag, run_cli
+
 from .data import SHOT_NAMES, build_dataset, class_counts_of, shot_groups
 from .train import DATASETS, setup_cfg
 

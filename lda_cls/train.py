@@ -10,7 +10,8 @@ import json
 import os
 from typing import List, Optional
 
-from .cli import add_debug_flag, run_cli
+from lda_common.cli import add_debug_flag, run_cli
+
 from .config import configs_root, get_cfg
 
 CONFIG_DIR = configs_root() / "cls"  # the installed package's, or the checkout's configs/cls
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", help="sets METHOD and merges configs/cls/methods/<method>.yaml "
                                          "(lda, ce, ldam_drw, crt, ...; see README 'Compared methods')")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
+    parser.add_argument("--auto-resume", action="store_true",
+                        help="--resume if OUTPUT_DIR has a last_checkpoint.pth, else start afresh (also over a run "
+                             "killed before its first checkpoint): the one command torchrun --max-restarts re-runs")
     parser.add_argument("--allow-world-size-change", action="store_true",
                         help="--resume under another number of processes than the checkpoint's (the data order and "
                              "BatchNorm statistics then differ from the uninterrupted run; results.json records it)")
@@ -163,8 +167,27 @@ def _check_flags(args, parser) -> None:
         parser.error("--eval-only needs --weights")
     if args.resume and args.overwrite:
         parser.error("--resume continues the run in OUTPUT_DIR, --overwrite deletes it: pass one of them")
-    if args.allow_world_size_change and not args.resume:
+    if args.auto_resume and (args.resume or args.overwrite or args.eval_only):
+        parser.error("--auto-resume decides between --resume and a fresh start itself: pass it alone")
+    if args.allow_world_size_change and not (args.resume or args.auto_resume):
         parser.error("--allow-world-size-change applies to --resume only")
+
+
+# What a run killed before its first checkpoint leaves: nothing in it can be continued.
+UNCHECKPOINTED_RUN_FILES = {"metrics.jsonl"}
+
+
+def _resolve_auto_resume(args, cfg) -> None:
+    """--auto-resume: continue the run in OUTPUT_DIR if it has a checkpoint; else start afresh, replacing
+    the files of a run killed before its first checkpoint (a finished run's results.json is never replaced)."""
+    from .engine import LAST_CHECKPOINT
+
+    if not args.auto_resume:
+        return
+    if os.path.isfile(os.path.join(cfg.OUTPUT_DIR, LAST_CHECKPOINT)):
+        args.resume = True
+    elif set(previous_run_files(cfg.OUTPUT_DIR)) <= UNCHECKPOINTED_RUN_FILES:
+        args.overwrite = True
 
 
 def _output_dir_lock(output_dir: str):
@@ -190,7 +213,7 @@ def _prepare_fresh_run(args, cfg, parser) -> None:
 def _run(args, cfg, parser, removed_temporaries: List[str]):
     from .engine import LAST_CHECKPOINT, Trainer  # imported late so that --help and config errors stay fast
     from .run_dir import environment_world_size, read_resume_checkpoint
-    from .utils import is_main_process
+    from .utils import collective_failure, is_main_process
 
     if not args.eval_only and not args.resume:
         _prepare_fresh_run(args, cfg, parser)
@@ -203,13 +226,20 @@ def _run(args, cfg, parser, removed_temporaries: List[str]):
     if removed_temporaries:
         trainer.logger.warning(f"removed temporary files a killed run left in {cfg.OUTPUT_DIR}: "
                                f"{', '.join(removed_temporaries)}")
-    if args.eval_only:
-        result = trainer.eval_only(args.weights)
-        if is_main_process():
-            print(json.dumps(result))
-        return result
-    return trainer.train(resume=args.resume, resume_state=resume_state,
-                         allow_world_size_change=args.allow_world_size_change)
+    try:
+        if args.eval_only:
+            result = trainer.eval_only(args.weights)
+            if is_main_process():
+                print(json.dumps(result))
+            return result
+        return trainer.train(resume=args.resume, resume_state=resume_state,
+                             allow_world_size_change=args.allow_world_size_change)
+    except RuntimeError as error:
+        failed = collective_failure(error, cfg.DIST_TIMEOUT_S)
+        if failed is None:
+            raise
+        trainer.logger.error(str(failed))
+        raise failed from error
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -222,6 +252,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     # One run per directory: everything below, the check for an earlier run included, holds its lock.
     with _output_dir_lock(cfg.OUTPUT_DIR):
         removed = remove_stale_temporaries(cfg.OUTPUT_DIR) if int(os.environ.get("RANK", "0")) == 0 else []
+        _resolve_auto_resume(args, cfg)
         return _run(args, cfg, parser, removed)
 
 

@@ -1,29 +1,35 @@
-"""Process-group set-up, seeding, logging and atomic checkpoint files."""
-import errno
-import json
+"""Process-group set-up and its faults, seeding and logging (atomic files: lda_common.atomic_files).
+
+Every rank question of lda_cls is asked here (``rank``, ``world_size``, ``is_main_process``) and every
+collective it needs outside the losses (``all_reduce_sum``, ``synchronize``, ``all_gather_objects``):
+one answer whether or not torch.distributed is initialised. ``world_size`` is lda_core's, so the
+losses and the trainer count the processes the same way."""
+import datetime
 import logging
-import math
 import os
 import random
-import re
-import secrets
 import sys
-from typing import Any, Callable, Dict, Optional
+import traceback
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "rank", "world_size", "is_main_process", "seed_everything", "rng_state",
-           "set_rng_state", "atomic_write", "atomic_save", "atomic_write_text", "temporary_path", "is_temporary",
-           "setup_logger", "json_safe", "strict_json_dumps"]
+from lda_core.distributed import world_size
+
+__all__ = ["init_distributed", "CollectiveFailed", "collective_failure", "rank", "world_size", "is_main_process",
+           "all_reduce_sum", "synchronize", "all_gather_objects", "seed_everything", "rng_state", "set_rng_state",
+           "setup_logger"]
 
 
-def init_distributed() -> torch.device:
-    """Join the torchrun process group if there is one (NCCL on GPUs, gloo on CPU); return the device."""
+def init_distributed(timeout_s: float = 1800) -> torch.device:
+    """Join the torchrun process group if there is one (NCCL on GPUs, gloo on CPU); return the device.
+    ``timeout_s`` (DIST_TIMEOUT_S): how long a collective waits for the other ranks before it raises."""
     use_cuda = torch.cuda.is_available()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo",
+                                timeout=datetime.timedelta(seconds=timeout_s))
     if use_cuda:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
@@ -31,16 +37,71 @@ def init_distributed() -> torch.device:
     return torch.device("cpu")
 
 
+class CollectiveFailed(RuntimeError):
+    """A collective timed out or lost its peers: another rank stopped, hung or died (not a bug of this rank)."""
+    user_error = True  # lda_common.cli prints the message alone: it already names the rank and the collective
+
+
+def _collective_of(error: BaseException) -> str:
+    """The collective the error came from, read off its traceback: the innermost torch.distributed call,
+    else a backward pass (DDP all-reduces the gradients inside it), else the innermost frame."""
+    frames = traceback.extract_tb(error.__traceback__)
+    torch_dir = os.sep + "torch" + os.sep
+    for index in range(len(frames) - 1, -1, -1):
+        if os.sep + os.path.join("torch", "distributed") + os.sep in frames[index].filename:
+            callers = [frame for frame in frames[:index] if torch_dir not in frame.filename]
+            where = f" called by {os.path.basename(callers[-1].filename)}:{callers[-1].name}" if callers else ""
+            return f"torch.distributed {frames[index].name}{where}"
+    for frame in reversed(frames):
+        if os.sep + os.path.join("torch", "autograd") + os.sep in frame.filename:
+            return "DDP's gradient all-reduce (backward)"
+    return frames[-1].name if frames else "a collective"
+
+
+def collective_failure(error: BaseException, timeout_s: float) -> Optional[CollectiveFailed]:
+    """``error`` as a :class:`CollectiveFailed` naming this rank and the collective, or None when it is not a
+    failed collective (gloo's timeouts and lost connections, NCCL's watchdog)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    backend_error = getattr(dist, "DistBackendError", ())
+    text = str(error)
+    if not (isinstance(error, backend_error) or "Timed out" in text or "Connection closed by peer" in text
+            or "Connection reset by peer" in text):
+        return None
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return CollectiveFailed(
+        f"rank {dist.get_rank()} of {dist.get_world_size()}: {_collective_of(error)} failed "
+        f"(DIST_TIMEOUT_S {timeout_s:g} s): another rank stopped, hung or died; {first_line}")
+
+
 def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def is_main_process() -> bool:
     return rank() == 0
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over the ranks, in place (unchanged in a single process)."""
+    if world_size() > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def synchronize() -> None:
+    """A barrier under torch.distributed, nothing in a single process."""
+    if world_size() > 1:
+        dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> list:
+    """Every rank's ``obj``, in rank order ([obj] in a single process)."""
+    if world_size() == 1:
+        return [obj]
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def seed_everything(seed: int) -> None:
@@ -51,7 +112,7 @@ def seed_everything(seed: int) -> None:
 
 def rng_state() -> Dict[str, Any]:
     """The RNG states as tensors, numbers and tuples only: a checkpoint holding them loads with
-    ``torch.load(weights_only=True)`` (lda_cls/checkpoint_io.py), numpy's array included."""
+    ``torch.load(weights_only=True)`` (lda_common/checkpoint_io.py), numpy's array included."""
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     state = {"python": random.getstate(),
              "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
@@ -75,74 +136,6 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# Every atomic write goes through a temporary name unique to its writer (pid + random): two processes
-# writing the same file never share one, and a temporary left by a killed run is recognisable as such.
-TEMPORARY_SUFFIX = re.compile(r"\.\d+-[0-9a-f]{8}\.tmp$")
-
-
-def temporary_path(path: str) -> str:
-    """A fresh temporary name next to ``path`` (same directory: os.replace stays atomic)."""
-    return f"{path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-
-
-def is_temporary(name: str) -> bool:
-    """Whether a file name is one of ``temporary_path``'s."""
-    return TEMPORARY_SUFFIX.search(name) is not None
-
-
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)``, then rename tmp to ``path``; a crash or a full disk never leaves a half-written ``path``."""
-    tmp = temporary_path(path)
-    try:
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                raise OSError(errno.ENOSPC, f"no space left on device while writing {path} "
-                                            f"(the previous file, if any, is unchanged)") from error
-            raise
-        except RuntimeError as error:
-            # torch's zip writer reports a short write (a full disk) as "unexpected pos A vs B".
-            if "unexpected pos" in str(error):
-                raise OSError(errno.ENOSPC, f"no space left on device while writing {path} (torch: {error}; "
-                                            f"the previous file, if any, is unchanged)") from error
-            raise
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_save(obj: Any, path: str) -> None:
-    """torch.save to a temporary file of this writer's own, then rename."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write a text file (config.yaml, results.json) as atomic_save writes checkpoints."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-
-    atomic_write(path, write)
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN / inf float replaced by None, so that it serialises as strict JSON (null)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
-
-
-def strict_json_dumps(value: Any, **kwargs) -> str:
-    """json.dumps that writes null for NaN / inf (bare NaN is not JSON; strict parsers reject it)."""
-    return json.dumps(json_safe(value), allow_nan=False, **kwargs)
 
 
 def setup_logger(output_dir: str, name: str = "lda_cls", log_file: Optional[str] = "log.txt") -> logging.Logger:

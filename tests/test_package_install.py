@@ -27,7 +27,7 @@ TIMEOUT_S = 600
 
 MODEL_ZOO_SCRIPT = r"""
 import json, os, sys
-import lda_cls, lda_core, lda_det
+import lda_analysis, lda_cls, lda_common, lda_core, lda_det
 from lda_det import model_zoo
 from lda_det.data import synthetic_lt
 
@@ -35,7 +35,7 @@ def dump(name, value):
     with open(os.path.join(sys.argv[1], name + ".json"), "w") as f:
         json.dump(value, f)
 
-dump("modules", [module.__file__ for module in (lda_cls, lda_core, lda_det, model_zoo)])
+dump("modules", [module.__file__ for module in (lda_analysis, lda_cls, lda_common, lda_core, lda_det, model_zoo)])
 dump("synthetic_root", synthetic_lt.default_root())
 cfg = model_zoo.get_config("LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml")
 model = model_zoo.get("LVIS-LDA/synthetic_lt_demo.yaml", device="cpu")  # generates the synthetic data

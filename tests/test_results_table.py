@@ -1,21 +1,15 @@
 """benchmarks/results_table.py: the README's tables are what the committed result files say."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from .helpers import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_module(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-results_table = load_module("results_table")
+results_table = load_script("benchmarks/results_table.py", "results_table")
 
 
 def write_run(directory, method, seed, top1, h_prime=None, **extra):
@@ -62,6 +56,31 @@ def test_readme_blocks_are_regenerated_and_checked(tmp_path, monkeypatch):
     assert text.startswith("intro\n<!-- results: benchmarks/results/set -->\ncifar10_lt, IR 100")
     assert "| ce | 0 | 61.50 |" in text and text.endswith("<!-- /results -->\noutro\n") and "stale" not in text
     results_table.main(["--check-readme", str(readme)])  # now in sync
+
+
+def test_the_ranking_of_a_schedule_and_a_longer_run_compares_common_seeds(tmp_path, monkeypatch):
+    short, long = tmp_path / "benchmarks" / "e20", tmp_path / "benchmarks" / "e50"
+    short.mkdir(parents=True)
+    long.mkdir()
+    for seed, (ce, bs, lda) in enumerate([(55.0, 67.0, 64.0), (57.0, 69.0, 62.0)]):
+        write_run(short, "ce", seed, ce)
+        write_run(short, "balanced_softmax", seed, bs)
+        write_run(short, "lda", seed, lda)
+    write_run(long, "ce", 0, 60.0, epochs=50)
+    write_run(long, "balanced_softmax", 0, 70.0, epochs=50)
+    write_run(long, "lda", 0, 71.0, epochs=50)  # overtakes balanced_softmax
+    write_run(long, "ldam_drw", 0, 72.0, epochs=50)  # not in the short run: left out
+    monkeypatch.setattr(results_table, "REPO", tmp_path)
+    text = results_table.ranking(short, long)
+    # Seed 0 only (the seeds both hold): 55 / 67 / 64 at 20 epochs, 60 / 70 / 71 at 50.
+    assert "| ce | 0 | 55.00 | 60.00 | 3 | 3 |" in text and "| lda | 0 | 64.00 | 71.00 | 2 | 1 |" in text
+    assert "| balanced_softmax | 0 | 67.00 | 70.00 | 1 | 2 |" in text and "ldam_drw" not in text
+    assert "(benchmarks/e20 vs benchmarks/e50): balanced_softmax > lda > ce vs lda > balanced_softmax > ce: " \
+           "DIFFERENT." in text
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- ranking: benchmarks/e20 benchmarks/e50 -->\nstale\n<!-- /ranking -->\n")
+    results_table.main(["--write-readme", str(readme)])
+    assert readme.read_text() == "<!-- ranking: benchmarks/e20 benchmarks/e50 -->\n" + text + "<!-- /ranking -->\n"
 
 
 def test_a_malformed_result_file_is_named(tmp_path):

@@ -17,12 +17,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from lda_cls.checkpoint_io import load_checkpoint
+from lda_analysis.history import read_metrics
+from lda_analysis.metrics import samples_per_class, subsample_per_class
+from lda_analysis.run_data import RunData
+from lda_analysis.splits import SplitRule
+from lda_cls.inference import forward_over
+from lda_cls.models import load_model_weights
 from lda_cls.precision import autocast_dtype_for
-
-from .history import read_metrics
-from .metrics import SplitRule, samples_per_class, subsample_per_class
-from .run_data import RunData
+from lda_common.checkpoint_io import load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +71,7 @@ def load_model(cfg, num_classes: int, checkpoint: str, device: torch.device):
     from lda_cls import build_model
 
     model = build_model(cfg, num_classes)
-    state = load_checkpoint(checkpoint)  # weights_only: a file from elsewhere runs nothing
-    state = state.get("model", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise ValueError(f"{checkpoint}: expected a state dict or a dict with key 'model'")
-    if model.head.unbalanced is not None and not any(k.startswith("head.unbalanced.") for k in state):
-        model.head.unbalanced = model.head.projection = None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"{checkpoint} does not fit the model of the run's config.yaml: {error}") from None
+    load_model_weights(model, checkpoint)
     return model.to(device).eval()
 
 
@@ -102,20 +95,14 @@ def forward_dataset(model, dataset, preprocess, device: torch.device, batch_size
     from tqdm import tqdm
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    targets, predictions, unbalanced, features = [], [], [], []
-    for images, labels in tqdm(loader, desc=description, leave=False, dynamic_ncols=True):
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            outputs = model(preprocess(images.to(device)))
-        if feature not in outputs:
-            raise ValueError(f"the model gives no '{feature}' output (projection head disabled?); "
-                             f"use --feature features")
-        targets.append(labels.numpy())
-        predictions.append(outputs["logits"].argmax(1).cpu().numpy())
-        if "unbalanced_logits" in outputs:
-            unbalanced.append(outputs["unbalanced_logits"].argmax(1).cpu().numpy())
-        features.append(outputs[feature].float().cpu().numpy())
-    return (np.concatenate(targets), np.concatenate(predictions),
-            np.concatenate(unbalanced) if unbalanced else None, np.concatenate(features))
+    batches = tqdm(loader, desc=description, leave=False, dynamic_ncols=True)
+    outputs = forward_over(model, batches, preprocess, device, autocast_dtype,
+                           keys=("logits", "unbalanced_logits", feature))
+    if feature not in outputs:
+        raise ValueError(f"the model gives no '{feature}' output (projection head disabled?); use --feature features")
+    unbalanced = outputs.get("unbalanced_logits")
+    return (outputs["targets"].cpu().numpy(), outputs["logits"].argmax(1).cpu().numpy(),
+            None if unbalanced is None else unbalanced.argmax(1).cpu().numpy(), outputs[feature].cpu().numpy())
 
 
 def _read_optional_json(path: str) -> dict:

@@ -18,8 +18,9 @@ from fvcore.common.registry import Registry
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..checkpoint_io import load_checkpoint
-from ..utils import atomic_save
+from lda_common.atomic_files import atomic_save
+from lda_common.checkpoint_io import load_checkpoint
+
 from .file_check import check_files_exist
 from .places365 import places365_release_path, resolve_places_layout
 from .profile import check_imbalance_ratio, subsample_long_tail

@@ -1,13 +1,16 @@
-"""The exponential long-tail profile and the many/medium/few split of the benchmarks."""
+"""The exponential long-tail profile of the benchmarks, and their many / medium / few split as integers
+(the rule itself is lda_analysis.splits)."""
 import math
 from typing import List, Optional, Sequence
 
 import numpy as np
 
+from lda_analysis.splits import FEW_BELOW, MANY_ABOVE, SPLITS, SplitRule, split_indices
+
 __all__ = ["long_tail_counts", "subsample_long_tail", "check_imbalance_ratio", "check_no_empty_class", "shot_groups",
            "SHOT_NAMES"]
 
-SHOT_NAMES = ("many", "medium", "few")
+SHOT_NAMES = SPLITS  # the names of shot_groups' 0, 1, 2
 
 
 def check_imbalance_ratio(value) -> None:
@@ -68,7 +71,7 @@ def subsample_long_tail(targets: Sequence[int], num_classes: int, imbalance_rati
     return np.sort(np.concatenate(keep))
 
 
-def shot_groups(class_counts: Sequence[int], many_threshold: int = 100, few_threshold: int = 20) -> np.ndarray:
-    """0 = many (> many_threshold training images), 1 = medium, 2 = few (< few_threshold)."""
-    counts = np.asarray(class_counts)
-    return np.where(counts > many_threshold, 0, np.where(counts < few_threshold, 2, 1))
+def shot_groups(class_counts: Sequence[int], many_threshold: int = MANY_ABOVE,
+                few_threshold: int = FEW_BELOW) -> np.ndarray:
+    """0 = many (> many_threshold training images), 1 = medium, 2 = few (< few_threshold): lda_analysis.splits."""
+    return split_indices(class_counts, SplitRule(many_above=many_threshold, few_below=few_threshold))

@@ -10,6 +10,6 @@
 config. Adding a method: a registered class (lda_cls/methods/base.py) and its YAML.
 """
 from . import ce, decoupling, lda, ldam, logit_adjust  # noqa: F401  register the methods (side effect)
-from .base import METHODS, Method, build_method, method_class, register_method
+from .base import METHODS, Method, build_method, build_method_model, method_class, register_method
 
-__all__ = ["METHODS", "Method", "build_method", "method_class", "register_method"]
+__all__ = ["METHODS", "Method", "build_method", "build_method_model", "method_class", "register_method"]

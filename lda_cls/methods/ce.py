@@ -3,7 +3,7 @@
 The softmax losses are a weighted mean over the batch, sum_i w_{y_i} l_i / sum_i w_{y_i}, with
 per-class weights w_y (all 1 unless REWEIGHT says otherwise); this is PyTorch's
 ``F.cross_entropy(weight=...)``, which Cao et al.'s DRW code uses. The weights are a buffer that
-lda_cls/hooks.py sets (from epoch 0 for RW / CB, from REWEIGHT.START_EPOCH for DRW).
+lda_cls/hooks/schedules.py sets (from epoch 0 for RW / CB, from REWEIGHT.START_EPOCH for DRW).
 
 CB-Focal is Cui et al.'s own loss (richardaecn/class-balanced-loss, src/cifar_main.py
 ``focal_loss`` and ``_tower_fn``; src/model_base.py ``_fully_connected``): the *sigmoid* focal
@@ -26,9 +26,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from lda_core.distributed import world_size
 from lda_core.divergence import at_least_float32
 
+from ..utils import world_size
 from .base import Method, register_method
 
 __all__ = ["ClassWeightedLoss", "CrossEntropyLoss", "FocalLoss", "SigmoidFocalLoss", "CrossEntropy",
@@ -138,9 +138,9 @@ class CrossEntropy(Method):
 class DeferredCrossEntropy(CrossEntropy):
     """CE-DRW / CE-DRS = CE with a deferred weight / sampler switch (hooks), h initialised as Cao et al.'s code."""
 
-    def prepare(self, trainer) -> None:
-        super().prepare(trainer)
-        init_like_cao(trainer.model.head.balanced)
+    def prepare(self, context) -> None:
+        super().prepare(context)
+        init_like_cao(context.model.head.balanced)
 
 
 @register_method("focal")
@@ -150,9 +150,9 @@ class Focal(Method):
     def build_criterion(self) -> nn.Module:
         return FocalLoss(self.num_classes, self.cfg.LOSS.FOCAL_GAMMA)
 
-    def prepare(self, trainer) -> None:
-        super().prepare(trainer)
-        init_like_cao(trainer.model.head.balanced)
+    def prepare(self, context) -> None:
+        super().prepare(context)
+        init_like_cao(context.model.head.balanced)
 
 
 @register_method("cb_focal")
@@ -162,9 +162,9 @@ class ClassBalancedFocal(Method):
     def build_criterion(self) -> nn.Module:
         return SigmoidFocalLoss(self.num_classes, self.cfg.LOSS.FOCAL_GAMMA)
 
-    def prepare(self, trainer) -> None:
-        super().prepare(trainer)
-        bias = trainer.model.head.balanced.bias
+    def prepare(self, context) -> None:
+        super().prepare(context)
+        bias = context.model.head.balanced.bias
         if bias is None:
             raise ValueError("METHOD cb_focal starts h's bias at -log(C - 1) (Cui et al.): MODEL.BIAS must be True")
         if self.num_classes < 2:

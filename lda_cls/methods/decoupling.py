@@ -27,15 +27,18 @@ import os
 from typing import List
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from ..checkpoint_io import load_checkpoint
+from lda_common.checkpoint_io import load_checkpoint
+
+from ..hooks.base import HookBase
+from ..utils import all_reduce_sum, is_main_process
 from .base import Method, register_method
 from .ce import CrossEntropyLoss
+from .validation import validation_set
 
 __all__ = ["TwoStageMethod", "ClassifierRetraining", "LearnableWeightScaling", "TauNormalization",
-           "NearestClassMean", "load_stage1_weights", "extract_features", "normalized_feature_sums",
+           "NearestClassMean", "load_stage1_weights", "normalized_feature_sums",
            "training_feature_mean"]
 
 
@@ -64,28 +67,7 @@ def load_stage1_weights(model, path: str, keep_classifier: bool) -> List[str]:
     return wanted
 
 
-@torch.no_grad()
-def extract_features(trainer, dataset):
-    """(features, targets) of this rank's shard of ``dataset``, test-time transform, model in eval mode."""
-    model = trainer.model
-    model.eval()
-    features, targets = [], []
-    for images, labels in trainer._eval_loader(dataset):
-        images = trainer.test_preprocess(images.to(trainer.device, non_blocking=True))
-        with torch.autocast(trainer.device.type, dtype=trainer.autocast_dtype,
-                            enabled=trainer.autocast_dtype is not None):
-            features.append(model(images)["features"].float())
-        targets.append(labels.to(trainer.device))
-    return torch.cat(features), torch.cat(targets)
-
-
-def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(tensor)
-    return tensor
-
-
-class FrozenInEval:
+class FrozenInEval(HookBase):
     """Hook: the frozen backbone stays in eval mode, so its BatchNorm statistics stay stage-1's.
 
     Not Kang et al.'s behaviour: their stage 2 runs the frozen backbone in training mode (module docstring).
@@ -111,7 +93,7 @@ class TwoStageMethod(Method):
     def build_criterion(self) -> nn.Module:
         return CrossEntropyLoss(self.num_classes)
 
-    def prepare(self, trainer) -> None:
+    def prepare(self, context) -> None:
         cfg = self.cfg
         if cfg.MODEL.CLASSIFIER not in (self.classifier,) + tuple(self.classifier_variants):
             raise ValueError(f"METHOD {cfg.METHOD} needs MODEL.CLASSIFIER {self.classifier!r} "
@@ -119,29 +101,29 @@ class TwoStageMethod(Method):
         if self.trains == (cfg.SOLVER.EPOCHS == 0):
             raise ValueError(f"METHOD {cfg.METHOD} {'trains h' if self.trains else 'trains nothing'}: "
                              f"SOLVER.EPOCHS must be {'> 0' if self.trains else '0'}, got {cfg.SOLVER.EPOCHS}")
-        model = trainer.model
+        model = context.model
         load_stage1_weights(model, cfg.DECOUPLE.STAGE1_WEIGHTS, self.keep_classifier)
-        trainer.logger.info(f"{cfg.METHOD}: stage-1 weights from {cfg.DECOUPLE.STAGE1_WEIGHTS}")
+        context.logger.info(f"{cfg.METHOD}: stage-1 weights from {cfg.DECOUPLE.STAGE1_WEIGHTS}")
         for parameter in model.backbone.parameters():
             parameter.requires_grad_(False)
         for name, parameter in model.head.balanced.named_parameters():
             if name in self.frozen_classifier_params:
                 parameter.requires_grad_(False)
-        self.setup_classifier(trainer)
+        self.setup_classifier(context)
 
-    def setup_classifier(self, trainer) -> None:
+    def setup_classifier(self, context) -> None:
         pass
 
-    def hooks(self, trainer) -> List:
-        return [FrozenInEval(trainer.model.backbone)]
+    def hooks(self, context) -> List[HookBase]:
+        return [FrozenInEval(context.model.backbone)]
 
 
 @register_method("crt")
 class ClassifierRetraining(TwoStageMethod):
     keep_classifier = False
 
-    def setup_classifier(self, trainer) -> None:
-        trainer.model.head.balanced.reset_parameters()
+    def setup_classifier(self, context) -> None:
+        context.model.head.balanced.reset_parameters()
 
 
 @register_method("lws")
@@ -155,19 +137,18 @@ class TauNormalization(TwoStageMethod):
     classifier = "tau_norm"
     trains = False
 
-    def setup_classifier(self, trainer) -> None:
-        from .validation import validation_set
-
+    def setup_classifier(self, context) -> None:
         grid = [float(tau) for tau in self.cfg.DECOUPLE.TAU_GRID]
         if not grid:
             raise ValueError("DECOUPLE.TAU_GRID is empty")
-        classifier = trainer.model.head.balanced
+        classifier = context.model.head.balanced
         if len(grid) == 1:  # a fixed tau: nothing to choose, no validation split needed
             classifier.tau.fill_(grid[0])
-            trainer.logger.info(f"tau-norm: tau fixed at {grid[0]} (DECOUPLE.TAU_GRID has one value)")
+            context.logger.info(f"tau-norm: tau fixed at {grid[0]} (DECOUPLE.TAU_GRID has one value)")
             return
-        dataset, source = validation_set(trainer)
-        features, targets = extract_features(trainer, dataset)
+        dataset, source = validation_set(self.cfg, context)
+        outputs = context.forward_over(dataset, keys=("features",))  # no (N, C) logits kept
+        features, targets = outputs["features"], outputs["targets"]
         # One (taus, C) table of correct counts per class, summed over ranks: mean per-class accuracy.
         correct = torch.zeros(len(grid), self.num_classes, dtype=torch.float64, device=features.device)
         totals = torch.zeros(self.num_classes, dtype=torch.float64, device=features.device)
@@ -176,15 +157,15 @@ class TauNormalization(TwoStageMethod):
             for index, tau in enumerate(grid):
                 predictions = (features @ classifier.effective_weight(tau).t()).argmax(1)
                 correct[index].index_add_(0, targets, (predictions == targets).double())
-        _all_reduce(correct)
-        _all_reduce(totals)
+        all_reduce_sum(correct)
+        all_reduce_sum(totals)
         accuracy = (100.0 * correct / totals.clamp(min=1)).mean(dim=1).tolist()
         best = max(range(len(grid)), key=lambda i: (accuracy[i], -i))  # ties: the smallest tau
         classifier.tau.fill_(grid[best])
         record = {"tau": grid[best], "validation": source, "grid": grid, "val_mean_class_accuracy": accuracy}
-        trainer.logger.info(f"tau-norm: tau {grid[best]} chosen on {source}: {accuracy}")
-        if trainer.output_dir and (not dist.is_initialized() or dist.get_rank() == 0):
-            with open(os.path.join(trainer.output_dir, "tau_search.json"), "w") as handle:
+        context.logger.info(f"tau-norm: tau {grid[best]} chosen on {source}: {accuracy}")
+        if context.output_dir and is_main_process():
+            with open(os.path.join(context.output_dir, "tau_search.json"), "w") as handle:
                 json.dump(record, handle, indent=2)
 
 
@@ -195,23 +176,24 @@ class NearestClassMean(TwoStageMethod):
     keep_classifier = False
     trains = False
 
-    def setup_classifier(self, trainer) -> None:
-        features, targets = extract_features(trainer, trainer.train_set)
+    def setup_classifier(self, context) -> None:
+        outputs = context.forward_over(context.train_set, keys=("features",))
+        features, targets = outputs["features"], outputs["targets"]
         feature_mean = training_feature_mean(features)
         sums, counts = normalized_feature_sums(features.double() - feature_mean, targets, self.num_classes)
-        _all_reduce(sums)
-        _all_reduce(counts)
+        all_reduce_sum(sums)
+        all_reduce_sum(counts)
         if (counts == 0).any():
             raise ValueError(f"NCM: classes {torch.nonzero(counts == 0).flatten().tolist()} have no training image")
-        classifier = trainer.model.head.balanced
+        classifier = context.model.head.balanced
         classifier.feature_mean.copy_(feature_mean.float())
         classifier.means.copy_((sums / counts.unsqueeze(1)).float())
 
 
 def training_feature_mean(features: torch.Tensor) -> torch.Tensor:
     """(D,) mean of the training features over all ranks, in float64 (Kang et al.'s ``featmean``)."""
-    total = _all_reduce(features.double().sum(0))
-    count = _all_reduce(torch.tensor(float(features.shape[0]), dtype=torch.float64, device=features.device))
+    total = all_reduce_sum(features.double().sum(0))
+    count = all_reduce_sum(torch.tensor(float(features.shape[0]), dtype=torch.float64, device=features.device))
     return total / count.clamp(min=1)
 
 

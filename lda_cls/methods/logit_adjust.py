@@ -63,9 +63,9 @@ class LogitAdjusted(Method):
 class MenonLogitAdjusted(LogitAdjusted):
     """The logit-adjusted loss with h initialised as Menon et al.'s code (N(0, 0.01^2) weight, zero bias)."""
 
-    def prepare(self, trainer) -> None:
-        super().prepare(trainer)
-        init_like_menon(trainer.model.head.balanced)
+    def prepare(self, context) -> None:
+        super().prepare(context)
+        init_like_menon(context.model.head.balanced)
 
 
 @register_method("posthoc_la")
@@ -75,9 +75,9 @@ class PosthocLogitAdjustment(TwoStageMethod):
     classifier = "logit_adjusted"
     trains = False
 
-    def setup_classifier(self, trainer) -> None:
-        classifier = trainer.model.head.balanced
+    def setup_classifier(self, context) -> None:
+        classifier = context.model.head.balanced
         classifier.log_prior.copy_(log_prior(self.class_counts))
         classifier.tau.fill_(self.cfg.LOSS.LOGIT_ADJUST_TAU)
-        trainer.logger.info(f"post-hoc logit adjustment: tau {self.cfg.LOSS.LOGIT_ADJUST_TAU}, "
+        context.logger.info(f"post-hoc logit adjustment: tau {self.cfg.LOSS.LOGIT_ADJUST_TAU}, "
                             f"log prior {[round(v, 3) for v in classifier.log_prior.tolist()]}")

@@ -7,10 +7,13 @@ import torch
 from timm.utils import freeze
 from torch import nn
 
+from lda_common.checkpoint_io import load_checkpoint
+
 from . import resnet_cifar  # noqa: F401  registers resnet*_cifar with timm, imported for that side effect
 from .head import LDAHead
 
-__all__ = ["LongTailClassifier", "build_model", "deploy_state_dict", "freeze_all_but_last_block"]
+__all__ = ["LongTailClassifier", "build_model", "deploy_state_dict", "load_model_weights",
+           "freeze_all_but_last_block"]
 
 
 class LongTailClassifier(nn.Module):
@@ -53,8 +56,9 @@ def freeze_all_but_last_block(backbone: nn.Module, frozen_bn: str = "train") -> 
     freeze(backbone, frozen, include_bn_running_stats=frozen_bn == "frozen")
 
 
-def build_model(cfg, num_classes: int) -> LongTailClassifier:
-    """The classifier of cfg (backbone cfg.MODEL.BACKBONE; head layout of cfg.METHOD, h of MODEL.CLASSIFIER)."""
+def build_model(cfg, num_classes: int, head_layout: str) -> LongTailClassifier:
+    """The classifier of cfg: backbone cfg.MODEL.BACKBONE, h of MODEL.CLASSIFIER, and ``head_layout`` (models/head.py),
+    which the method names (``Method.head_layout``; ``lda_cls.build_model`` looks it up from cfg.METHOD)."""
     kwargs = dict(num_classes=0, in_chans=cfg.MODEL.IN_CHANS)
     if cfg.MODEL.PRETRAINED_FILE:
         path = os.path.expanduser(cfg.MODEL.PRETRAINED_FILE)
@@ -75,10 +79,7 @@ def build_model(cfg, num_classes: int) -> LongTailClassifier:
         freeze_all_but_last_block(backbone, cfg.MODEL.FROZEN_BN)
     elif cfg.MODEL.FREEZE != "none":
         raise ValueError(f"MODEL.FREEZE must be 'none' or 'all_but_last_block', got {cfg.MODEL.FREEZE!r}")
-    from ..methods import method_class  # late: the methods import the models' classifiers
-
-    layout = method_class(cfg.METHOD).head_layout
-    head = LDAHead(backbone.num_features, num_classes, method=layout,
+    head = LDAHead(backbone.num_features, num_classes, layout=head_layout,
                    projection=cfg.MODEL.PROJECTION.ENABLED, projection_dim=cfg.MODEL.PROJECTION.DIM,
                    bias=cfg.MODEL.BIAS, classifier=cfg.MODEL.CLASSIFIER)
     return LongTailClassifier(backbone, head)
@@ -88,3 +89,23 @@ def deploy_state_dict(model: LongTailClassifier) -> Dict[str, torch.Tensor]:
     """Weights for deployment: the backbone and h only (h' and p are training-time devices)."""
     return {key: value for key, value in model.state_dict().items()
             if key.startswith("backbone.") or key.startswith("head.balanced.")}
+
+
+def load_model_weights(model: LongTailClassifier, path: str, map_location="cpu") -> None:
+    """Load a checkpoint of lda_cls.train (one with a "model" entry, or deploy weights) into ``model``.
+
+    Deploy weights (``deploy_state_dict``) hold no h' and p: the model drops them first, so that the
+    strict load still catches every other missing or unexpected key."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file not found: {path}")
+    state = load_checkpoint(path, map_location=map_location)  # weights_only: a file from elsewhere runs nothing
+    state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of weights")
+    head = model.head
+    if head.unbalanced is not None and not any(key.startswith("head.unbalanced.") for key in state):
+        head.unbalanced = head.projection = None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not fit the model of this config: {error}") from None

@@ -9,9 +9,7 @@ fan-in init of every conv and linear layer. Its trunk has 463,504 parameters.
 Registered with timm so ``timm.create_model("resnet32_cifar", num_classes=0)``
 returns the pooled trunk, exactly like timm's own ResNets:
 
-* ``resnet{8,20,32}_cifar``: option A, Kaiming fan-in (the standard, and the official one);
-* ``resnet{8,20,32}_cifar_convshortcut``: 1x1 conv + BN shortcuts (option B) and Kaiming
-  fan-out init, this repository's earlier model (ResNet-32 trunk: 466,256 parameters).
+* ``resnet{8,20,32}_cifar``: option A, Kaiming fan-in (the standard, and the official one).
 """
 from typing import List
 
@@ -23,11 +21,8 @@ from timm.models import register_model
 
 __all__ = ["CifarResNet"]
 
-SHORTCUTS = ("zero_pad", "conv")
-
-
 class BasicBlock(nn.Module):
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, shortcut: str = "zero_pad"):
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_chs)
@@ -35,18 +30,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_chs)
         self.act = nn.ReLU(inplace=True)
         self.stride = stride
-        self.pad_channels = 0
-        self.downsample = None
-        if stride != 1 or in_chs != out_chs:
-            if shortcut == "conv":  # option B: a learned projection
-                self.downsample = nn.Sequential(
-                    nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=False), nn.BatchNorm2d(out_chs))
-            else:  # option A: the identity, subsampled, with the new channels zero (half on each side)
-                self.pad_channels = out_chs - in_chs
+        # Option A: the identity, subsampled, with the new channels zero (half on each side).
+        self.pad_channels = out_chs - in_chs
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        if self.downsample is not None:
-            return self.downsample(x)
         if self.stride != 1:
             x = x[:, :, ::self.stride, ::self.stride]
         if self.pad_channels:
@@ -62,28 +49,22 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """ResNet-(6n+2) for 32x32 inputs, with timm's forward_features / forward_head.
-
-    ``shortcut``: "zero_pad" (option A) or "conv" (option B); ``init_mode``: the
-    fan of the Kaiming-normal init of convs (and of ``fc``), "fan_in" or "fan_out".
-    """
+    """ResNet-(6n+2) for 32x32 inputs, with timm's forward_features / forward_head; option-A shortcuts,
+    Kaiming fan-in init of every conv and of ``fc``."""
 
     def __init__(self, blocks_per_stage: int = 5, widths: List[int] = (16, 32, 64),
                  num_classes: int = 1000, in_chans: int = 3, global_pool: str = "avg",
-                 drop_rate: float = 0.0, shortcut: str = "zero_pad", init_mode: str = "fan_in", **kwargs):
+                 drop_rate: float = 0.0, **kwargs):
         super().__init__()
-        if shortcut not in SHORTCUTS:
-            raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
         self.num_classes = num_classes
         self.drop_rate = drop_rate
-        self.init_mode = init_mode
         self.conv1 = nn.Conv2d(in_chans, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.act1 = nn.ReLU(inplace=True)
         stages, in_chs = [], widths[0]
         for stage_index, width in enumerate(widths):
             blocks = [BasicBlock(in_chs if i == 0 else width, width,
-                                 stride=2 if (i == 0 and stage_index > 0) else 1, shortcut=shortcut)
+                                 stride=2 if (i == 0 and stage_index > 0) else 1)
                       for i in range(blocks_per_stage)]
             stages.append(nn.Sequential(*blocks))
             in_chs = width
@@ -94,16 +75,15 @@ class CifarResNet(nn.Module):
         self.fc = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode=init_mode, nonlinearity="relu")
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         self._init_fc()
 
     def _init_fc(self) -> None:
-        # The official _weights_init also draws Linear weights Kaiming fan-in; the conv-shortcut
-        # model kept PyTorch's default for its classifier.
-        if isinstance(self.fc, nn.Linear) and self.init_mode == "fan_in":
+        # The official _weights_init also draws Linear weights Kaiming fan-in.
+        if isinstance(self.fc, nn.Linear):
             nn.init.kaiming_normal_(self.fc.weight, mode="fan_in", nonlinearity="relu")
 
     def get_classifier(self) -> nn.Module:
@@ -129,13 +109,11 @@ class CifarResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _create(blocks_per_stage: int, pretrained: bool, conv_shortcut: bool = False, **kwargs) -> CifarResNet:
+def _create(blocks_per_stage: int, pretrained: bool, **kwargs) -> CifarResNet:
     if pretrained:
         raise ValueError("CIFAR ResNets have no published pretrained weights; set MODEL.PRETRAINED_FILE instead")
     kwargs.pop("pretrained_cfg", None)
     kwargs.pop("pretrained_cfg_overlay", None)
-    if conv_shortcut:
-        kwargs.update(shortcut="conv", init_mode="fan_out")
     return CifarResNet(blocks_per_stage=blocks_per_stage, **kwargs)
 
 
@@ -156,20 +134,3 @@ def resnet32_cifar(pretrained: bool = False, **kwargs) -> CifarResNet:
     """ResNet-32 (5 blocks per stage), option A: the backbone of the CIFAR-LT tables."""
     return _create(5, pretrained, **kwargs)
 
-
-@register_model
-def resnet8_cifar_convshortcut(pretrained: bool = False, **kwargs) -> CifarResNet:
-    """ResNet-8 with 1x1 conv + BN shortcuts, Kaiming fan-out (this repository's earlier resnet8_cifar)."""
-    return _create(1, pretrained, conv_shortcut=True, **kwargs)
-
-
-@register_model
-def resnet20_cifar_convshortcut(pretrained: bool = False, **kwargs) -> CifarResNet:
-    """ResNet-20 with 1x1 conv + BN shortcuts, Kaiming fan-out (the earlier resnet20_cifar)."""
-    return _create(3, pretrained, conv_shortcut=True, **kwargs)
-
-
-@register_model
-def resnet32_cifar_convshortcut(pretrained: bool = False, **kwargs) -> CifarResNet:
-    """ResNet-32 with 1x1 conv + BN shortcuts, Kaiming fan-out (the earlier resnet32_cifar)."""
-    return _create(5, pretrained, conv_shortcut=True, **kwargs)

@@ -16,11 +16,13 @@ from detectron2.data import build_detection_train_loader, get_detection_dataset_
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import LVISEvaluator, verify_results
 
-from lda_cls.cli import add_debug_flag, run_cli
+from lda_common.cli import add_debug_flag, run_cli
+
 from lda_det import add_lda_config, restore_numpy_aliases
 from lda_det.checkpoint import AtomicDetectionCheckpointer, HeadCheckingCheckpointer
 from lda_det.data import ensure_available
 from lda_det.decoupling import keeping_initialisation, restrict_trainable_parameters
+from lda_det.resume_check import check_resume_config
 from lda_det.samplers import TRAIN_SAMPLER_REGISTRY
 
 
@@ -96,6 +98,8 @@ def setup(args):
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
+    if args.resume and not args.eval_only:
+        check_resume_config(cfg)  # before default_setup overwrites the run's config.yaml
     default_setup(cfg, args)
     box_head = cfg.MODEL.ROI_BOX_HEAD
     if box_head.USE_FED_LOSS and box_head.FED_LOSS_NUM_CLASSES > cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1:
@@ -128,7 +132,7 @@ def main(args):
 
 
 def build_parser():
-    """detectron2's arguments, and --debug (the traceback of an error, lda_cls.cli)."""
+    """detectron2's arguments, and --debug (the traceback of an error, lda_common.cli)."""
     parser = default_argument_parser()
     add_debug_flag(parser)
     return parser

@@ -15,8 +15,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from lda_cls.config import get_cfg
-from lda_cls.criterion import build_criterion
-from lda_cls.models import build_model
+from lda_cls.methods import build_method
+from lda_cls import build_model
 from lda_cls.utils import init_distributed, rank, world_size
 
 CLASS_COUNTS = [60, 30, 14, 7, 3]
@@ -31,7 +31,7 @@ def main(out_path: str) -> None:
     cfg.LDA.FIXED_ALPHA = 5.0
     torch.manual_seed(0)
     model = build_model(cfg, len(CLASS_COUNTS)).double().to(device)
-    criterion = build_criterion(cfg, CLASS_COUNTS).to(device)
+    criterion = build_method(cfg, CLASS_COUNTS).build_criterion().to(device)
     model.eval()
     criterion.train()
     generator = torch.Generator().manual_seed(1)

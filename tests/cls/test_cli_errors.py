@@ -1,5 +1,5 @@
 """Every lda_cls command line prints a user's mistake as one line "error: ..." (exit status 1); the traceback
-only with --debug or LDA_DEBUG=1 (lda_cls/cli.py)."""
+only with --debug or LDA_DEBUG=1 (lda_common/cli.py)."""
 import os
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lda_cls.cli import one_line, run_cli
+from lda_common.cli import one_line, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from lda_cls.criterion import CrossEntropyCriterion, LDACriterion, build_criterion
+from lda_cls.methods import build_method
+from lda_cls.methods.ce import CrossEntropyLoss
+from lda_cls.methods.lda import LDACriterion
 from lda_cls.solver import build_optimizer, build_scheduler
 from lda_cls.train import build_parser, setup_cfg
 from lda_core import LDALoss
@@ -50,7 +52,7 @@ def test_imagenet_and_places_settings():
 def test_lda_keys_reach_the_loss():
     cfg = cfg_for("LDA.WINDOW", "7", "LDA.GAMMA", "1.5", "LDA.BETA", "0.25", "LDA.MARGIN", "0.5",
                   "LDA.BALANCED_FACTOR", "3.0", "LDA.WEIGHTED_INTER", "True", "LDA.FIXED_ALPHA", "0.3")
-    criterion = build_criterion(cfg, [30, 20, 10])
+    criterion = build_method(cfg, [30, 20, 10]).build_criterion()
     assert isinstance(criterion, LDACriterion)
     loss = criterion.lda_loss
     assert loss.balance.window == 7 and loss.balance.gamma == 1.5 and loss.balance.fixed_alpha == 0.3
@@ -62,8 +64,8 @@ def test_lda_keys_reach_the_loss():
                      weighted_inter=True, fixed_alpha=0.3)
     expected = direct(outputs["unbalanced_logits"], outputs["logits"], targets, features=outputs["projection"])
     assert torch.allclose(criterion(outputs, targets)["loss"], expected["loss"])
-    ce = build_criterion(cfg_for("--method", "ce"), [30, 20, 10])
-    assert isinstance(ce, CrossEntropyCriterion)
+    ce = build_method(cfg_for("--method", "ce"), [30, 20, 10]).build_criterion()
+    assert isinstance(ce, CrossEntropyLoss)
     assert torch.allclose(ce(outputs, targets)["loss"], torch.nn.functional.cross_entropy(outputs["logits"], targets))
 
 

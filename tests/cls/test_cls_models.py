@@ -46,20 +46,6 @@ def test_kaiming_fan_in_init_of_the_official_model():
     assert fc.std().item() == pytest.approx((2 / 64) ** 0.5, rel=0.1)
 
 
-def test_the_conv_shortcut_variant_keeps_the_earlier_model():
-    trunk = timm.create_model("resnet32_cifar_convshortcut", num_classes=0)
-    # The option-A count plus three 1x1 convs with their BN: 16*32 + 64 and 32*64 + 128.
-    assert count(trunk) == 463504 + (512 + 64) + (2048 + 128) == 466256
-    assert isinstance(trunk.layer2[0].downsample[0], nn.Conv2d)
-    torch.manual_seed(0)
-    assert trunk.conv1.weight.std().item() == pytest.approx((2 / 144) ** 0.5, rel=0.1)  # fan-out
-    x = torch.randn(2, 3, 32, 32)
-    assert trunk(x).shape == (2, 64)
-    assert count(timm.create_model("resnet8_cifar_convshortcut", num_classes=0)) == \
-        count(timm.create_model("resnet8_cifar", num_classes=0)) + (512 + 64) + (2048 + 128)
-    assert timm.is_model("resnet20_cifar_convshortcut")
-
-
 def test_lda_head_outputs_and_names():
     cfg = get_cfg()
     model = build_model(cfg, num_classes=10).eval()

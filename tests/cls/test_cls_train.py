@@ -1,7 +1,6 @@
 """End-to-end runs of `python -m lda_cls.train` on digits_lt (in-process, a few seconds each)."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import torch
 
 from lda_cls import get_cfg
 from lda_cls.train import main
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # Two short epochs of the embedded default (26 steps of 16 images each), logged every 4 steps.
@@ -245,10 +245,7 @@ def test_two_process_gloo_ddp_run(tmp_path):
     """torchrun with 2 CPU processes: global batch 16 = 2 x 8, exact sharded evaluation."""
     output = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    with socket.socket() as probe:  # a free port, so parallel test sessions do not collide
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "lda_cls.train", "--output-dir", str(output), *TWO_EPOCHS]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -260,36 +257,3 @@ def test_two_process_gloo_ddp_run(tmp_path):
     # Rank 0 alone writes; the sharded evaluation reproduces single-process evaluation of the same weights.
     single = main(["--eval-only", "--weights", str(output / "model_best.pth"), "--output-dir", str(tmp_path / "e")])
     assert single["balanced"] == results["balanced"]
-
-
-def test_checkpoint_writes_are_atomic(tmp_path):
-    from lda_cls.utils import atomic_save
-
-    path = tmp_path / "last_checkpoint.pth"
-    atomic_save({"epoch": 1}, str(path))
-    with pytest.raises(Exception):
-        atomic_save({"epoch": 2, "bad": lambda: None}, str(path))  # fails while pickling
-    assert torch.load(path)["epoch"] == 1
-    assert os.listdir(tmp_path) == ["last_checkpoint.pth"]
-
-
-@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
-                                     RuntimeError("[enforce fail at inline_container.cc:664] . "
-                                                  "unexpected pos 533824 vs 533712")])
-def test_a_full_disk_says_so_and_names_the_file(tmp_path, monkeypatch, failure):
-    import lda_cls.utils
-
-    path = tmp_path / "last_checkpoint.pth"
-    lda_cls.utils.atomic_save({"epoch": 1}, str(path))
-
-    def full_disk(obj, target):
-        with open(target, "wb") as handle:
-            handle.write(b"partial")
-        raise failure
-
-    monkeypatch.setattr(lda_cls.utils.torch, "save", full_disk)
-    with pytest.raises(OSError, match=f"no space left on device while writing {path}") as raised:
-        lda_cls.utils.atomic_save({"epoch": 2}, str(path))
-    assert raised.value.errno == 28
-    monkeypatch.undo()
-    assert torch.load(path)["epoch"] == 1 and os.listdir(tmp_path) == ["last_checkpoint.pth"]

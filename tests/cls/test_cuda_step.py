@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lda_cls import BatchPreprocess, build_model, get_cfg
-from lda_cls.criterion import build_criterion
+from lda_cls.methods import build_method
 from lda_cls.data import DeviceBatches, TensorImageDataset
 from lda_cls.solver import build_optimizer, build_scheduler
 
@@ -27,7 +27,7 @@ def test_training_step_never_synchronises_with_the_host(method):
     batches = DeviceBatches(TensorImageDataset(images, targets), 16, device, sampler=sampler, drop_last=True)
     preprocess = BatchPreprocess.from_config(cfg, train=True, in_memory=True).to(device)
     model = build_model(cfg, len(counts)).to(device).to(memory_format=torch.channels_last).train()
-    criterion = build_criterion(cfg, counts).to(device).train()
+    criterion = build_method(cfg, counts).build_criterion().to(device).train()
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, len(batches))
 

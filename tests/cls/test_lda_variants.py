@@ -7,7 +7,7 @@ import torch
 from lda_cls.config import get_cfg
 from lda_cls.methods import build_method
 from lda_cls.methods.lda import BalancedSoftmaxWithDivergence, LDACriterion
-from lda_cls.models import build_model
+from lda_cls import build_model
 from lda_cls.train import METHOD_CONFIG_DIR
 from lda_core import class_divergence
 
@@ -131,7 +131,7 @@ def test_two_ddp_ranks_give_the_gradients_of_one_process_on_the_global_batch():
     per-rank sum / B, averaged by DDP, is the global sum / (2 B)."""
     import torch.multiprocessing as mp
 
-    from tests.core.test_global_batch import free_port
+    from tests.helpers import free_port
 
     results = mp.Manager().dict()
     mp.spawn(_ddp_worker, args=(2, free_port(), results), nprocs=2, join=True)

@@ -4,7 +4,6 @@ Each rank's batch has another class mix, so per-rank weighted means averaged by 
 one process on the whole batch; the gradients must equal that process's (float64, 2 gloo ranks).
 """
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -12,6 +11,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from lda_cls.methods.ce import CrossEntropyLoss
+from tests.helpers import free_port
 
 WEIGHTS = torch.tensor([0.2, 1.0, 5.0], dtype=torch.float64)
 
@@ -48,11 +48,8 @@ def worker(rank, port, results):
 
 
 def test_weighted_mean_is_global_under_ddp():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     results = mp.Manager().dict()
-    mp.spawn(worker, args=(port, results), nprocs=2, join=True)
+    mp.spawn(worker, args=(free_port(), results), nprocs=2, join=True)
     reference = grads(*make(), *batch())
     for rank in range(2):
         for got, expected in zip(results[rank], reference):

@@ -75,12 +75,12 @@ def test_tau_is_never_chosen_on_the_test_split():
     cfg = get_cfg()
     cfg.METHOD = "tau_norm"
     test_set = [0] * 5
-    trainer = SimpleNamespace(cfg=cfg, val_set=test_set, test_set=test_set, val_is_test=True)
+    context = SimpleNamespace(val_set=test_set, test_set=test_set)  # a builder that hands the test split as val
     with pytest.raises(ValueError, match="choosing on test is not allowed"):
-        validation_set(trainer)
-    trainer = SimpleNamespace(cfg=cfg, val_set=None, test_set=test_set)  # a builder that says "no val split"
+        validation_set(cfg, context)
+    context = SimpleNamespace(val_set=None, test_set=test_set)  # a builder that says "no val split"
     with pytest.raises(ValueError, match="TAU_GRID"):
-        validation_set(trainer)
+        validation_set(cfg, context)
     real_val = [1] * 3
-    trainer = SimpleNamespace(cfg=cfg, val_set=real_val, test_set=test_set, val_is_test=False)
-    assert validation_set(trainer)[0] is real_val
+    context = SimpleNamespace(val_set=real_val, test_set=test_set)
+    assert validation_set(cfg, context)[0] is real_val

@@ -1,4 +1,4 @@
-"""Samplers by name (lda_cls/samplers.py) and the epoch hooks (lda_cls/hooks.py)."""
+"""Samplers by name (lda_cls/samplers.py) and the epoch hooks (lda_cls/hooks/schedules.py)."""
 import numpy as np
 import pytest
 import torch

@@ -70,7 +70,7 @@ def test_value_and_gradient_equal_cuis_loss(gamma):
 
 
 def test_the_classifier_bias_starts_at_minus_log_c_minus_1():
-    from lda_cls.models import build_model
+    from lda_cls import build_model
 
     cfg, _ = project_criterion()
     cfg.METHOD = "cb_focal"

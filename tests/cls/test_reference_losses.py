@@ -38,7 +38,7 @@ from torch import nn
 from lda_cls.config import get_cfg
 from lda_cls.hooks import build_hooks
 from lda_cls.methods import build_method
-from lda_cls.models import build_model
+from lda_cls import build_model
 from lda_cls.models.classifiers import CosineClassifier, NCMClassifier, TauNormClassifier
 from lda_cls.train import METHOD_CONFIG_DIR
 
@@ -407,20 +407,19 @@ def test_tau_norm_is_kangs_pnorm(tau):
 
 
 @pytest.mark.parametrize("classifier, dist_type", [("ncm", "cos"), ("ncm_euclidean", "l2")])
-def test_ncm_is_kangs_knn_classifier(classifier, dist_type, monkeypatch):
+def test_ncm_is_kangs_knn_classifier(classifier, dist_type):
     """ncm: facebookresearch/classifier-balancing models/KNNClassifier.py (feat_type 'cl2n', the default of main.py
     line 39) with dist_type 'cos' (MODEL.CLASSIFIER ncm) or 'l2' (ncm_euclidean, main.py line 40's default), and
     run_networks.py get_knncentroids lines 605-657. Training features are not centred at 0, so the centring counts."""
-    import lda_cls.methods.decoupling as decoupling
-
     generator = torch.Generator().manual_seed(3)
     train_labels = torch.tensor([0] * 6 + [1] * 4 + [2] * 3 + [3] * 1)  # class 3: one training image
     cfg = method_cfg("ncm", **{"MODEL.CLASSIFIER": classifier})
     model = build_model(cfg, C)
     dim = model.head.balanced.means.shape[1]
     train_feats = torch.randn(len(train_labels), dim, generator=generator) + 2.0 * torch.eye(dim)[train_labels] + 1.5
-    monkeypatch.setattr(decoupling, "extract_features", lambda trainer, dataset: (train_feats, train_labels))
-    build_method(cfg, COUNTS).setup_classifier(SimpleNamespace(model=model, train_set=None))
+    context = SimpleNamespace(model=model, train_set="train", forward_over=lambda dataset, keys: {
+        "train": {"features": train_feats, "targets": train_labels}}[dataset])
+    build_method(cfg, COUNTS).setup_classifier(context)
     query = torch.randn(B, dim, generator=generator) + 1.5
     ours = model.head.balanced(query)
     theirs = kang_knn(train_feats, train_labels, query, dist_type)

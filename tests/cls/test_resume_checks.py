@@ -121,3 +121,23 @@ def test_a_checkpoint_without_a_saved_config_is_refused(tmp_path):
     torch.save(state, run / "last_checkpoint.pth")
     with pytest.raises(ResumeRefused, match="holds no saved config to compare with"):
         main(["--output-dir", str(run), "--resume", *TWO_EPOCHS])
+
+
+def test_auto_resume_starts_a_new_dir_continues_a_stopped_run_and_restarts_one_killed_before_its_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    assert main(["--output-dir", str(run), "--auto-resume", *TWO_EPOCHS, "SOLVER.STOP_EPOCH", "1"]) is None
+    assert torch.load(run / "last_checkpoint.pth", weights_only=False)["epoch"] == 1
+    results = main(["--output-dir", str(run), "--auto-resume", *TWO_EPOCHS])  # the same command again
+    assert torch.load(run / "last_checkpoint.pth", weights_only=False)["epoch"] == 2
+    assert "resumed from" in (run / "log.txt").read_text() and results["selected_epoch"] in (1, 2)
+    with pytest.raises(SystemExit):  # a finished run without its checkpoint is not replaced
+        (run / "last_checkpoint.pth").unlink()
+        main(["--output-dir", str(run), "--auto-resume", *TWO_EPOCHS])
+    assert (run / "results.json").exists()
+    killed = tmp_path / "killed"  # killed during its first epoch: a metrics.jsonl, no checkpoint
+    killed.mkdir()
+    (killed / "metrics.jsonl").write_text('{"type": "train", "epoch": 1, "iter": 4}\n{"type": "tr')
+    assert main(["--output-dir", str(killed), "--auto-resume", *TWO_EPOCHS, "SOLVER.STOP_EPOCH", "1"]) is None
+    assert '"type": "tr\n' not in (killed / "metrics.jsonl").read_text()
+    with pytest.raises(SystemExit):
+        main(["--output-dir", str(run), "--auto-resume", "--resume", *TWO_EPOCHS])

@@ -1,4 +1,5 @@
-"""One run per output directory: the lock, unique temporaries, --eval-only's own record, a cut-off JSONL line."""
+"""One run per output directory: the lock, a killed run's temporaries removed, --eval-only's own record, a cut-off
+JSONL line (the temporaries themselves: tests/common/test_atomic_files.py)."""
 import json
 import os
 import subprocess
@@ -7,12 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-import lda_cls.utils
 from lda_cls.run_dir import LOCK_FILE, RunDirBusy, drop_partial_last_line, remove_stale_temporaries
 from lda_cls.train import main
-from lda_cls.utils import atomic_save, is_temporary, temporary_path
+from lda_common.atomic_files import temporary_path
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
@@ -50,27 +49,6 @@ def test_a_second_run_in_a_locked_directory_fails_at_once_naming_the_dir_and_the
     assert main(["--output-dir", str(output), *TWO_EPOCHS, "SOLVER.EPOCHS", "1"])["selected_epoch"] == 1
     assert (output / LOCK_FILE).read_text() == ""
     main(["--output-dir", str(output), "--overwrite", *TWO_EPOCHS, "SOLVER.EPOCHS", "1"])
-
-
-def test_two_writers_of_one_file_never_share_a_temporary(tmp_path, monkeypatch):
-    """Writer A is interrupted by writer B of the same file (another process, in real life): with one fixed
-    temporary name B would rename A's half-written file away and A's rename would fail."""
-    path = str(tmp_path / "model_best.pth")
-    real_save = torch.save
-    names = []
-
-    def save(obj, target):
-        names.append(os.path.basename(target))
-        real_save(obj, target)
-        if obj["writer"] == "A":
-            atomic_save({"writer": "B"}, path)
-
-    monkeypatch.setattr(lda_cls.utils.torch, "save", save)
-    atomic_save({"writer": "A"}, path)
-    monkeypatch.undo()
-    assert torch.load(path)["writer"] == "A" and os.listdir(tmp_path) == ["model_best.pth"]
-    assert len(set(names)) == 2 and all(is_temporary(name) and name.startswith("model_best.pth.") for name in names)
-    assert not is_temporary("model_best.pth") and not is_temporary("notes.tmp")
 
 
 def test_stale_temporaries_are_removed_at_start(tmp_path):

@@ -1,5 +1,5 @@
 """Every file lda_cls reads is loaded with torch.load(weights_only=True): a crafted pickle runs nothing and is
-refused in one line naming the file (lda_cls/checkpoint_io.py)."""
+refused in one line naming the file (lda_common/checkpoint_io.py)."""
 import os
 import subprocess
 import sys
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lda_cls import get_cfg
-from lda_cls.checkpoint_io import UntrustedFile, load_checkpoint
 from lda_cls.train import main
+from lda_common.checkpoint_io import UntrustedFile, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 TWO_EPOCHS = ["SOLVER.EPOCHS", "2", "SOLVER.BATCH_SIZE", "16", "SOLVER.WARMUP_EPOCHS", "0", "LOG_PERIOD", "4",
@@ -74,7 +74,7 @@ def test_stage1_weights_analysis_and_dataset_cache_refuse_crafted_files(stopped_
     from lda_cls import build_dataset
     from lda_cls.analysis.collect import load_model
     from lda_cls.methods.decoupling import load_stage1_weights
-    from lda_cls.models import build_model
+    from lda_cls import build_model
 
     marker = tmp_path / "created_by_the_pickle"
     bad = crafted(tmp_path / "bad.pth", marker)

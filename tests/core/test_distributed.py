@@ -1,6 +1,5 @@
 """Under torch.distributed every rank sees the same alpha, computed from the pooled counts."""
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -8,11 +7,7 @@ import torch.multiprocessing as mp
 
 from lda_core import LDALoss
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ..helpers import free_port
 
 
 def rank_batch(rank: int):

@@ -10,7 +10,6 @@ logit-adjusted), for 2 and 3 ranks. With ``global_batch=False``
 """
 import itertools
 import os
-import socket
 
 import pytest
 import torch
@@ -21,18 +20,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lda_core import LDALoss
 
+from ..helpers import free_port
+
 NUM_CLASSES = 5
 COUNTS = [40, 20, 9, 4, 1]
 PER_RANK = 6
 CASES = [dict(scaling=s, features=f, valid=v, balanced_risk=r)
          for s, f, v, r in itertools.product(("official", "normalized", "calibrated"), (False, True), (False, True),
                                              ("importance_weighted", "logit_adjusted"))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TinyHead(nn.Module):

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-import lda_det
 from lda_det import model_zoo
+
+from ..helpers import load_script
 
 # The test machine has 2 cores shared with other jobs; OpenMP's busy-waiting makes a
 # second thread slower, not faster, under that load.
@@ -39,13 +40,7 @@ def tiny_opts(output_dir, head: str = "LDAROIHeads"):
 
 def load_train_net():
     """projects/LDA/train_net.py as a module (it is a script, not part of the package)."""
-    import importlib.util
-    import os
-    path = os.path.join(os.path.dirname(lda_det.__file__), "..", "train_net.py")
-    spec = importlib.util.spec_from_file_location("lda_train_net", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("projects/LDA/train_net.py", "lda_train_net")
 
 
 @pytest.fixture(scope="session")

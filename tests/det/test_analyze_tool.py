@@ -1,5 +1,4 @@
 """projects/LDA/tools/analyze.py: weight norms of h, h' and a baseline, AP per category, on hand-built files."""
-import importlib.util
 import json
 import os
 
@@ -7,15 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "LDA", "tools", "analyze.py")
+from ..helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("lda_det_analyze_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("projects/LDA/tools/analyze.py", "lda_det_analyze_tool")
 
 
 def _box_annotation(ann_id, image_id, category_id, x, y, size):

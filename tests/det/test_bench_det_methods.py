@@ -1,8 +1,5 @@
 """benchmarks/bench_det_synthetic.py trains each method with the keys of its LVIS config, and scales
 the dataset-dependent ones (EQL's lambda, the federated class count) to the LVIS-profile set."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
@@ -10,18 +7,9 @@ from lda_det import model_zoo
 from lda_det.data import synthetic_lvis_profile
 from lda_det.data.lvis_v1_counts import NUM_ANNOTATED_TRAIN_IMAGES, lvis_v1_train_counts
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ..helpers import load_script
 
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_det_synthetic",
-                                                  os.path.join(ROOT, "benchmarks", "bench_det_synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = load_bench()
+BENCH = load_script("benchmarks/bench_det_synthetic.py", "bench_det_synthetic")
 
 
 @pytest.mark.parametrize("method", list(BENCH.METHODS))

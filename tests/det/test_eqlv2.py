@@ -1,7 +1,6 @@
 """EQLv2OutputLayers (Equalization Loss v2, Tan et al., CVPR 2021): two steps against hand computation,
 the gradient, 2 gloo ranks against one process, inference, the LVIS v1 config, a tiny training run."""
 import math
-import socket
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ import lda_det
 from lda_det import EQLv2OutputLayers, model_zoo
 from lda_det.heads.eqlv2 import eqlv2_loss
 
+from ..helpers import free_port
 from .eql_helpers import few_val_images, train_then_eval_only  # noqa: F401 (a fixture)
 from .eqlv2_dist_worker import (NUM_CLASSES, STEPS, make_eqlv2, rank_batch, run_steps,
                                 statistics_on_rank)
@@ -118,15 +118,9 @@ def test_gradcheck_of_the_weighted_loss():
     assert torch.autograd.gradgradcheck(lambda z: eqlv2_loss(z, gt_classes, q, r)[0], (logits,))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_ranks_keep_the_statistics_of_one_process_on_the_global_batch(tmp_path):
     prefix = str(tmp_path / "eqlv2")
-    launch(statistics_on_rank, 2, dist_url=f"tcp://127.0.0.1:{_free_port()}", args=(prefix,))
+    launch(statistics_on_rank, 2, dist_url=f"tcp://127.0.0.1:{free_port()}", args=(prefix,))
     ranks = [torch.load(f"{prefix}.rank{r}.pt") for r in range(2)]
 
     def global_batch(step):

@@ -1,7 +1,5 @@
 """projects/LDA/tools/loss_scale.py: the effective coefficient of the balanced risk, by hand and on LVIS."""
-import importlib.util
 import math
-import os
 
 import pytest
 from lda_det.class_counts import class_counts_from_config
@@ -9,15 +7,12 @@ from detectron2.data import DatasetCatalog
 
 from lda_det import model_zoo
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "LDA", "tools", "loss_scale.py")
+from ..helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("lda_det_loss_scale_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("projects/LDA/tools/loss_scale.py", "lda_det_loss_scale_tool")
 
 
 def test_lvis_coefficient_does_not_depend_on_the_number_of_gpus(tool, capsys):

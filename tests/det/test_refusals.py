@@ -1,7 +1,4 @@
 """Detection settings that would be ignored or misread are refused, naming the key or the head."""
-import importlib.util
-import os
-
 import pytest
 import torch
 from detectron2.modeling import build_model
@@ -10,9 +7,9 @@ from lda_det import model_zoo
 from lda_det.checkpoint import box_predictor_head
 from lda_det.class_counts import class_counts_from_config
 
+from ..helpers import load_script
 from .conftest import DEMO_CONFIG, load_train_net, tiny_cfg, tiny_opts
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "LDA", "tools", "loss_scale.py")
 COUNTS_IGNORED = ("MODEL.LDA.CLASS_COUNTS is set (24 counts) but MODEL.LDA.CLASS_COUNT_SOURCE is 'instance_count', "
                   "which counts DATASETS.TRAIN instead: set MODEL.LDA.CLASS_COUNT_SOURCE config to use them, or "
                   "MODEL.LDA.CLASS_COUNTS [] to count the dataset")
@@ -20,10 +17,7 @@ COUNTS_IGNORED = ("MODEL.LDA.CLASS_COUNTS is set (24 counts) but MODEL.LDA.CLASS
 
 @pytest.fixture(scope="module")
 def loss_scale_tool():
-    spec = importlib.util.spec_from_file_location("lda_det_loss_scale_refusals", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("projects/LDA/tools/loss_scale.py", "lda_det_loss_scale_refusals")
 
 
 def test_class_counts_under_another_source_are_refused_not_ignored(synthetic_root, loss_scale_tool):

@@ -3,7 +3,6 @@ ranks), no host sync, inference, the LVIS config, and a tiny train / checkpoint 
 import math
 import os
 import re
-import socket
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from lda_det import PredictorROIHeads, SeesawOutputLayers, SeesawROIHeads, add_l
 from lda_det.heads.seesaw import NormedLinear, seesaw_cross_entropy, seesaw_log_factors
 
 from ..dispatched_ops import SYNCING_OPS, RecordOps
+from ..helpers import free_port
 from .conftest import DEMO_CONFIG, load_train_net, tiny_cfg, tiny_opts
 from .seesaw_worker import STEPS, make_predictor, rank_batch, seesaw_on_rank, train_steps
 from .test_predictor import make_proposals
@@ -191,17 +191,11 @@ def test_counts_accumulate_across_steps_and_travel_in_the_state_dict():
     assert other.class_counts.tolist() == [3, 1, 3]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_ranks_equal_one_process_on_the_whole_batch(tmp_path):
     """2 ranks with different, unevenly sized proposals for 2 steps end with the same counts, equal to one
     process's on both ranks' proposals; their mean loss and DDP-averaged gradients equal its too."""
     prefix = str(tmp_path / "seesaw")
-    launch(seesaw_on_rank, 2, dist_url=f"tcp://127.0.0.1:{_free_port()}", args=(prefix,))
+    launch(seesaw_on_rank, 2, dist_url=f"tcp://127.0.0.1:{free_port()}", args=(prefix,))
     ranks = [torch.load(f"{prefix}.rank{r}.pt") for r in range(2)]
     batches = []
     for step in range(STEPS):

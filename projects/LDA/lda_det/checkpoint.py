@@ -15,6 +15,8 @@ from typing import Iterable, Optional
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from lda_common.atomic_files import atomic_save, atomic_write_text
+
 PLAIN_HEAD = "StandardROIHeads"
 # (head, box-predictor entries no other head of this project has), in the order they are tested:
 # LDA's class_counts buffer has Seesaw's name, so LDA's own classifiers are looked for first.
@@ -53,18 +55,9 @@ def check_box_predictor(model: torch.nn.Module, state_keys: Iterable[str], sourc
                      f"of a {built} model")
 
 
-def _atomic_write(path: str, write) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
     def save(self, name: str, **kwargs) -> None:
-        """As fvcore's Checkpointer.save, but through a temporary file and os.replace."""
+        """As fvcore's Checkpointer.save, but through a temporary file and os.replace (lda_common.atomic_files)."""
         if not self.save_dir or not self.save_to_disk:
             return
         data = {"model": self.model.state_dict()}
@@ -74,14 +67,13 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
         os.makedirs(self.save_dir, exist_ok=True)
-        _atomic_write(save_file, lambda f: torch.save(data, f))
+        atomic_save(data, save_file)
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         if not self.save_to_disk:
             return
-        _atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
-                      lambda f: f.write(last_filename_basename.encode()))
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
 
 class HeadCheckingCheckpointer(AtomicDetectionCheckpointer):

@@ -29,10 +29,13 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from lda_cls.analysis.figures import plot_per_class_metric, plot_training_curves, plot_weight_norms
-from lda_cls.analysis.metrics import LVIS_SPLITS, SPLITS, class_splits, split_means, weight_norms
-from lda_cls.analysis.report import Section, Table, write_report
-from lda_cls.cli import add_debug_flag, run_cli
+from lda_analysis.figures import plot_per_class_metric, plot_training_curves, plot_weight_norms
+from lda_analysis.history import read_metrics
+from lda_analysis.metrics import split_means, weight_norms
+from lda_analysis.report import Section, Table, write_report
+from lda_analysis.splits import LVIS_SPLITS, SPLITS, class_splits
+from lda_common.atomic_files import atomic_write_json
+from lda_common.cli import add_debug_flag, run_cli
 
 logger = logging.getLogger("lda_det.analyze")
 
@@ -48,7 +51,7 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
 
     from detectron2.utils.file_io import PathManager
 
-    from lda_cls.checkpoint_io import load_checkpoint
+    from lda_common.checkpoint_io import load_checkpoint
 
     if not PathManager.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -56,7 +59,7 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
         if path.endswith(".pkl"):  # Detectron / model-zoo pickles, read as DetectionCheckpointer does
             loaded = pickle.load(handle, encoding="latin1")
             loaded = loaded.get("blobs", loaded)
-        else:  # weights_only: a checkpoint from elsewhere runs no code (lda_cls/checkpoint_io.py)
+        else:  # weights_only: a checkpoint from elsewhere runs no code (lda_common/checkpoint_io.py)
             loaded = load_checkpoint(PathManager.get_local_path(path))
     state = loaded.get("model", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict):
@@ -144,17 +147,8 @@ def ap_per_category(gt_json: str, results, iou_type: str = "bbox", max_dets: int
 def lda_curve(metrics_json: str) -> Dict[str, np.ndarray]:
     """alpha and delta acc per iteration from detectron2's ``metrics.json`` (LDAOutputLayers logs
     them as "lda/alpha", "lda/delta_acc"); empty arrays for a run that logged none (a baseline)."""
-    rows = []
-    with open(metrics_json, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{metrics_json}:{line_number}: not valid JSON ({error.msg})") from None
-            if "lda/alpha" in record and "iteration" in record:
-                rows.append((record["iteration"], record["lda/alpha"], record.get("lda/delta_acc", np.nan)))
+    rows = [(record["iteration"], record["lda/alpha"], record.get("lda/delta_acc", np.nan))
+            for record in read_metrics(metrics_json) if "lda/alpha" in record and "iteration" in record]
     # A resumed run re-logs iterations: keep the last value of each.
     by_iteration = {iteration: (alpha, delta) for iteration, alpha, delta in rows}
     iterations = sorted(by_iteration)
@@ -230,7 +224,7 @@ def analyze(runs: Sequence[dict], gt_json: str, out_dir: str, iou_type: str = "b
         sections.append(Section("Classifier weight norms per category (paper Fig. 4a)", path,
                                 "L2 norm of each category's classifier weight vector, categories sorted by "
                                 "training images; shading: LVIS rare / common / frequent.", table))
-        numbers["weight_norms"] = {k: v.tolist() for k, v in norms.items()}
+        numbers["weight_norms"] = norms
     means = {}
     if aps:
         means = {name: split_means(values, counts, LVIS_SPLITS) for name, values in aps.items()}
@@ -243,7 +237,7 @@ def analyze(runs: Sequence[dict], gt_json: str, out_dir: str, iou_type: str = "b
                                 "LVISEval AP of each category (NaN: absent from the evaluated images) against "
                                 "its training images; dashed segments are the rare / common / frequent means, "
                                 "i.e. LVIS's APr / APc / APf.", table))
-        numbers["ap"] = {k: [None if np.isnan(x) else float(x) for x in v] for k, v in aps.items()}
+        numbers["ap"] = aps
         numbers["ap_means"] = means
     curves = {run["name"]: lda_curve(run["metrics"]) for run in runs if run.get("metrics")}
     curves = {name: curve for name, curve in curves.items() if curve["iteration"].size}
@@ -262,8 +256,7 @@ def analyze(runs: Sequence[dict], gt_json: str, out_dir: str, iou_type: str = "b
                           [f"Ground truth: {gt_json} ({len(category_ids)} categories; "
                            + ", ".join(f"{LVIS_SPLITS.label(s)}: {int((class_splits(counts, LVIS_SPLITS) == s).sum())}"
                                        for s in SPLITS) + ")."])
-    with open(os.path.join(out_dir, "analysis.json"), "w", encoding="utf-8") as handle:
-        json.dump(numbers, handle, indent=1, default=lambda x: None)
+    atomic_write_json(os.path.join(out_dir, "analysis.json"), numbers, indent=1)  # NaN (absent category) as null
     return {"report": report, "figures": [s.image_path for s in sections], "summary": summary}
 
 

@@ -14,8 +14,8 @@ import io
 import json
 import os
 
-from lda_cls.cli import add_debug_flag, run_cli
-from lda_cls.utils import atomic_write_text
+from lda_common.atomic_files import atomic_write_text
+from lda_common.cli import add_debug_flag, run_cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(HERE, "..", "lda_det", "data", "lvis_v1_train_category_counts.csv")

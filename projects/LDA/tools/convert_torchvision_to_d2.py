@@ -14,10 +14,9 @@ ImageNet's mean / std and STRIDE_IN_1X1 False, as the X-101-32x4d configs set.
 import argparse
 import pickle
 
-import torch
-
-from lda_cls.cli import add_debug_flag, run_cli
-from lda_cls.utils import atomic_write
+from lda_common.atomic_files import atomic_write_bytes
+from lda_common.checkpoint_io import load_checkpoint
+from lda_common.cli import add_debug_flag, run_cli
 
 
 def torchvision_to_d2(state_dict):
@@ -40,16 +39,11 @@ def load_state_dict(path):
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
         return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)  # weights_only: the file runs no code
     for key in ("state_dict", "model"):  # common wrappers
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
     return state
-
-
-def _write_pickle(data, path: str) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(data, f)
 
 
 def main(argv=None):
@@ -59,7 +53,7 @@ def main(argv=None):
     add_debug_flag(parser)
     args = parser.parse_args(argv)
     data = torchvision_to_d2(load_state_dict(args.input))
-    atomic_write(args.output, lambda tmp: _write_pickle(data, tmp))  # a temporary of its own, then renamed
+    atomic_write_bytes(args.output, pickle.dumps(data))  # a temporary of its own, then renamed
     print(f"wrote {len(data['model'])} tensors to {args.output}")
 
 

@@ -28,7 +28,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from lda_cls.cli import add_debug_flag, message_of, run_cli
+from lda_common.cli import add_debug_flag, message_of, run_cli
 
 DELTA_ACCS = (1.0, 5.0, 10.0, 20.0, 40.0)  # percentage points
 

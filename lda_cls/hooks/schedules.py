@@ -1,4 +1,4 @@
-"""Epoch-dependent behaviour of the one trainer: hooks whose ``before_epoch(epoch)`` runs at the
+"""Epoch-dependent behaviour set by the config: hooks whose ``before_epoch(epoch)`` runs at the
 start of every epoch (0-based), after the model is put in training mode.
 
 * ``ClassWeightSchedule``: the loss's per-class weights w_y (REWEIGHT.TYPE) from REWEIGHT.START_EPOCH
@@ -12,17 +12,13 @@ from typing import List
 
 import torch
 
-from .methods.class_weights import class_weights
+from ..methods.class_weights import class_weights
+from .base import HookBase
 
-__all__ = ["Hook", "ClassWeightSchedule", "DeferredResampling", "build_hooks"]
-
-
-class Hook:
-    def before_epoch(self, epoch: int) -> None:
-        pass
+__all__ = ["ClassWeightSchedule", "DeferredResampling", "build_hooks"]
 
 
-class ClassWeightSchedule(Hook):
+class ClassWeightSchedule(HookBase):
     def __init__(self, criterion, weights: torch.Tensor, start_epoch: int):
         if not hasattr(criterion, "set_class_weights"):
             raise ValueError(f"REWEIGHT.TYPE is set, but the loss {type(criterion).__name__} takes no class weights "
@@ -36,7 +32,7 @@ class ClassWeightSchedule(Hook):
         self.criterion.set_class_weights(self.weights if active else torch.ones_like(self.weights))
 
 
-class DeferredResampling(Hook):
+class DeferredResampling(HookBase):
     def __init__(self, sampler, first: str, deferred: str, start_epoch: int):
         self.sampler, self.first, self.deferred, self.start_epoch = sampler, first, deferred, int(start_epoch)
         sampler.use(deferred)  # a wrong name fails now, not at the switch
@@ -52,9 +48,9 @@ def _check_start(key: str, start_epoch: int, epochs: int) -> None:
                          f"set it in [0, {epochs}) (Cao et al.'s 160 is for the 200-epoch CIFAR schedule)")
 
 
-def build_hooks(cfg, class_counts, criterion, sampler, method_hooks=()) -> List[Hook]:
+def build_hooks(cfg, class_counts, criterion, sampler, method_hooks=()) -> List[HookBase]:
     """The config's hooks (re-weighting, deferred re-sampling) followed by the method's own."""
-    hooks: List[Hook] = []
+    hooks: List[HookBase] = []
     if cfg.REWEIGHT.TYPE != "none":
         _check_start("REWEIGHT.START_EPOCH", cfg.REWEIGHT.START_EPOCH, cfg.SOLVER.EPOCHS)
         weights = class_weights(cfg.REWEIGHT.TYPE, class_counts, cfg.REWEIGHT.BETA)

@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .metrics import STANDARD_SPLITS, SplitRule
+from .splits import STANDARD_SPLITS, SplitRule
 
 
 @dataclass

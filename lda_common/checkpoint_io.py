@@ -1,9 +1,10 @@
-"""Reading the files lda_cls writes (checkpoints, weights, the dataset cache) without running any code in them.
+"""Reading the project's torch files (checkpoints, weights, the dataset cache) without running any code in them.
 
 A ``.pth`` file is a pickle: ``torch.load(..., weights_only=False)`` of a file from elsewhere can
 run anything. Every file here is read with ``weights_only=True``, which builds tensors, numbers,
 strings, lists, tuples and dicts only: everything lda_cls writes (the RNG states are stored as
-tensors and numbers, ``utils.rng_state``). Checkpoints written before that held numpy's RNG state
+tensors and numbers, ``lda_cls.utils.rng_state``) and the model weights of a detectron2 checkpoint
+(projects/LDA/tools/analyze.py). Checkpoints written before that held numpy's RNG state
 as an array; exactly the numpy globals that rebuild such an array are allowed on top
 (``LEGACY_GLOBALS``). A file that needs any other global is refused, naming the file and the
 global, and nothing in it is run.

@@ -1,7 +1,7 @@
 """The analysis figures, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
 Every function takes plain arrays keyed by a series name, writes one PNG and
-returns the :class:`~lda_cls.analysis.report.Table` of the numbers it drew.
+returns the :class:`~lda_analysis.report.Table` of the numbers it drew.
 Class axes are sorted by training frequency; many / medium / few regions are
 shaded with the same colours in every figure.
 """
@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .metrics import SPLITS, STANDARD_SPLITS, SplitRule, class_splits, frequency_order
+from .metrics import frequency_order
+from .splits import SPLITS, STANDARD_SPLITS, SplitRule, class_splits
 from .report import Table
 
 SPLIT_COLOURS = {"many": "#c6dbef", "medium": "#fdd0a2", "few": "#fcbba1"}

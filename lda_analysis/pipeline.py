@@ -1,10 +1,10 @@
 """From runs to figures: compute every quantity, draw each figure, write report.html and analysis.json."""
-import json
-import math
 import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+
+from lda_common.atomic_files import atomic_write_json
 
 from . import figures, metrics
 from .history import eval_curve, training_curve
@@ -31,20 +31,6 @@ def _check_same_classes(runs: Sequence[RunData]) -> None:
             raise ValueError(f"run {run.name} was trained on different class counts than {reference.name} "
                              f"({run.num_classes} vs {reference.num_classes} classes): runs compared in one "
                              f"report must share the training set")
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.generic,)):
-        return _jsonable(value.item())
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None  # strict JSON has no NaN
-    return value
 
 
 def compute_quantities(runs: Sequence[RunData], cdd_max_per_class: Optional[int] = None, seed: int = 0,
@@ -184,7 +170,6 @@ def analyze_runs(runs: Sequence[RunData], out_dir: str, cdd_max_per_class: Optio
                "figures": {os.path.basename(s.image_path): s.table.as_dicts() for s in sections},
                "quantities": quantities}
     json_path = os.path.join(out_dir, "analysis.json")
-    with open(json_path, "w", encoding="utf-8") as handle:
-        json.dump(_jsonable(numbers), handle, indent=1)
+    atomic_write_json(json_path, numbers, indent=1)
     return {"report": report_path, "json": json_path, "figures": [s.image_path for s in sections],
             "summary": summary}

@@ -12,7 +12,8 @@ import numpy as np
 
 
 def read_metrics(path: str) -> List[dict]:
-    """All records of a ``metrics.jsonl``; a line that is not a JSON object is an error naming it."""
+    """All records of a JSON-lines file (lda_cls's ``metrics.jsonl``, detectron2's ``metrics.json``); a line
+    that is not a JSON object is an error naming the file and the line."""
     records = []
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):

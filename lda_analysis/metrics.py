@@ -1,22 +1,18 @@
 """The numbers behind the analysis figures: pure functions, arrays in, arrays out.
 
-Nothing here reads files or draws. Class frequencies are training-set counts;
-the many / medium / few split follows the usual long-tailed protocol (and
-``lda_cls.stats``): many > 100 training images, medium 20-100, few < 20.
+Nothing here reads files or draws. Class frequencies are training-set counts,
+split into many / medium / few by ``lda_analysis.splits``.
 
 Paper references are to Peng et al., "Long-tailed Distribution Adaptation",
 ACM MM 2021.
 """
-from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-SPLITS = ("many", "medium", "few")
-MANY_ABOVE = 100  # a class is many-shot with more than this many training images
-FEW_BELOW = 20  # ... and few-shot with fewer than this many
+from .splits import SPLITS, STANDARD_SPLITS, SplitRule, class_splits
 
 
 def _as_numpy(array) -> np.ndarray:
@@ -38,38 +34,6 @@ def _as_label_tensor(labels, name: str, num_samples: int) -> torch.Tensor:
     if labels.numel() and labels.min() < 0:
         raise ValueError(f"{name} holds a negative class index {int(labels.min())}")
     return labels
-
-
-@dataclass(frozen=True)
-class SplitRule:
-    """How training counts map to the three splits, and what the splits are called.
-
-    A class is "many" with more than ``many_above`` training samples, "few" with
-    fewer than ``few_below``, "medium" otherwise. The keys stay many / medium /
-    few everywhere; ``names`` are what figures print (LVIS: frequent / common / rare).
-    """
-
-    many_above: int = MANY_ABOVE
-    few_below: int = FEW_BELOW
-    names: Tuple[str, str, str] = ("many-shot", "medium-shot", "few-shot")
-    unit: str = "train images"
-
-    def label(self, split: str) -> str:
-        """Legend text of a split, with its count range, e.g. "few-shot (<20 train images)"."""
-        ranges = {"many": f">{self.many_above}", "medium": f"{self.few_below}-{self.many_above}",
-                  "few": f"<{self.few_below}"}
-        return f"{self.names[SPLITS.index(split)]} ({ranges[split]} {self.unit})"
-
-
-STANDARD_SPLITS = SplitRule()
-# LVIS v1's frequency groups by training images: rare 1-10, common 11-100, frequent > 100.
-LVIS_SPLITS = SplitRule(many_above=100, few_below=11, names=("frequent", "common", "rare"))
-
-
-def class_splits(class_counts: Sequence[int], rule: SplitRule = STANDARD_SPLITS) -> np.ndarray:
-    """The split key ("many", "medium" or "few") of each class, from its training count."""
-    counts = _as_numpy(class_counts).astype(np.int64)
-    return np.where(counts > rule.many_above, "many", np.where(counts >= rule.few_below, "medium", "few"))
 
 
 def frequency_order(class_counts: Sequence[int]) -> np.ndarray:

@@ -11,6 +11,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import List, Sequence
 
+from lda_common.atomic_files import atomic_write_text
+
 
 @dataclass
 class Table:
@@ -104,7 +106,7 @@ def render_html(title: str, sections: Sequence[Section], summary: Table, notes: 
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">Generated {generated} by <code>python -m lda_cls.analyze</code>.</p>',
+        f'<p class="meta">Generated {generated} by <code>lda_analysis</code>.</p>',
         _table_html(summary),
     ]
     parts.extend(f"<p class=\"meta\">{html.escape(note)}</p>" for note in notes)
@@ -124,6 +126,5 @@ def render_html(title: str, sections: Sequence[Section], summary: Table, notes: 
 
 def write_report(path: str, title: str, sections: Sequence[Section], summary: Table,
                  notes: Sequence[str] = ()) -> str:
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(render_html(title, sections, summary, notes))
+    atomic_write_text(path, render_html(title, sections, summary, notes))
     return path

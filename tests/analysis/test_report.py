@@ -7,8 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from lda_cls.analysis import RunData, analyze_runs, eval_curve, read_metrics, training_curve
-from lda_cls.analysis.report import Section, Table, render_html
+from lda_analysis import RunData, eval_curve, read_metrics, training_curve
+from lda_analysis.pipeline import analyze_runs
+from lda_analysis.report import Section, Table, render_html
 
 
 def _write_lines(path, lines):
@@ -17,7 +18,7 @@ def _write_lines(path, lines):
 
 
 def test_text_table_aligns_columns_and_right_aligns_numbers():
-    from lda_cls.analysis.report import text_table
+    from lda_analysis.report import text_table
 
     table = Table(["run", "method", "top-1 %", "few %"],
                   [["digits_lda", "lda", 96.0, None], ["digits_ce", "ce", np.float64(94.2), 84.123456]])
@@ -180,8 +181,9 @@ def test_run_data_cache_round_trips(tmp_path):
 
 
 def test_per_class_figure_with_many_classes_uses_lvis_splits(tmp_path):
-    from lda_cls.analysis.figures import plot_per_class_metric, plot_weight_norms
-    from lda_cls.analysis.metrics import LVIS_SPLITS, split_means
+    from lda_analysis.figures import plot_per_class_metric, plot_weight_norms
+    from lda_analysis.metrics import split_means
+    from lda_analysis.splits import LVIS_SPLITS
 
     rng = np.random.default_rng(0)
     counts = np.concatenate([rng.integers(1, 11, 50), rng.integers(11, 101, 60), rng.integers(101, 5000, 40)])

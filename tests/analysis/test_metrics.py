@@ -1,23 +1,11 @@
-"""lda_cls.analysis.metrics on tiny cases with hand-computed answers."""
+"""lda_analysis.metrics on tiny cases with hand-computed answers."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from lda_cls.analysis import metrics
-
-
-def test_class_splits_use_the_many_medium_few_thresholds():
-    splits = metrics.class_splits([5000, 101, 100, 20, 19, 0])
-    assert splits.tolist() == ["many", "many", "medium", "medium", "few", "few"]
-
-
-def test_lvis_split_rule_matches_lvis_frequency_groups():
-    splits = metrics.class_splits([101, 100, 11, 10, 1], metrics.LVIS_SPLITS)
-    assert splits.tolist() == ["many", "medium", "medium", "few", "few"]  # frequent, common, common, rare, rare
-    assert metrics.LVIS_SPLITS.label("few") == "rare (<11 train images)"
-    assert metrics.STANDARD_SPLITS.label("medium") == "medium-shot (20-100 train images)"
+from lda_analysis import metrics
 
 
 def test_samples_per_class_keeps_cdd_sets_near_the_budget():
