@@ -17,7 +17,6 @@ EXPECTED_DEFAULTS = {
     "UNBALANCED_LOSS_WEIGHT": 1.0, "BALANCED_LOSS_WEIGHT": 2.0, "FG_BG_LOSS_WEIGHT": 1.0,
     "WEIGHTED_INTER": False, "FIXED_ALPHA": -1.0, "SCALING": "official", "LOSS_NORMALIZATION": "sampled",
     "SCORE_MODE": "balanced",
-    "LOG_PERIOD": 20,
 }
 LDA_CONFIGS = ["mask_rcnn_R_50_FPN_1x.yaml", "mask_rcnn_R_50_FPN_2x.yaml", "mask_rcnn_R_50_FPN_3x.yaml",
                "mask_rcnn_R_101_FPN_1x.yaml", "mask_rcnn_X_101_32x4d_FPN_1x.yaml"]
@@ -27,6 +26,7 @@ def test_keys_and_defaults():
     cfg = get_cfg()
     add_lda_config(cfg)
     assert dict(cfg.MODEL.LDA) == EXPECTED_DEFAULTS
+    assert cfg.MODEL.ROI_BOX_HEAD.LOG_PERIOD == 20  # one log period, every predictor's
 
 
 def test_every_key_has_a_comment():

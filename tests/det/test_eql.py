@@ -148,7 +148,7 @@ def test_tiny_training_and_eval_only_without_training_data(few_val_images, tmp_p
     """3 iterations on the synthetic set (lambda 0.02: its rarest classes are below it), then --eval-only
     without the training data: the frequencies come from the checkpoint."""
     trainer, loaded = train_then_eval_only(tmp_path, monkeypatch, [
-        "MODEL.ROI_HEADS.NAME", "EQLROIHeads", "MODEL.EQL.LAMBDA", 0.02, "MODEL.EQL.LOG_PERIOD", 1])
+        "MODEL.ROI_HEADS.NAME", "EQLROIHeads", "MODEL.EQL.LAMBDA", 0.02, "MODEL.ROI_BOX_HEAD.LOG_PERIOD", 1])
     trained = trainer.model.roi_heads.box_predictor
     assert isinstance(trained, EQLOutputLayers) and 0 < int(trained.rare_classes().sum()) < 24
     assert "fast_rcnn/cls_accuracy" in trainer.storage.histories()

@@ -200,7 +200,7 @@ def test_classifier_starts_as_the_official_head():
 
 def test_tiny_training_and_eval_only(few_val_images, tmp_path, monkeypatch):
     trainer, loaded = train_then_eval_only(tmp_path, monkeypatch, [
-        "MODEL.ROI_HEADS.NAME", "EQLv2ROIHeads", "MODEL.EQLV2.LOG_PERIOD", 1])
+        "MODEL.ROI_HEADS.NAME", "EQLv2ROIHeads", "MODEL.ROI_BOX_HEAD.LOG_PERIOD", 1])
     trained = trainer.model.roi_heads.box_predictor
     assert isinstance(trained, EQLv2OutputLayers)
     assert (trained.neg_grad > 0).all() and (trained.pos_grad > 0).any()

@@ -12,9 +12,11 @@ from lda_det.heads import BOX_PREDICTOR_REGISTRY
 
 from .conftest import tiny_cfg
 
-# The keys a predictor needs beyond the demo config (the federated loss is sigmoid CE with USE_FED_LOSS).
+# The keys a predictor needs beyond the demo config: the federated loss is sigmoid CE with USE_FED_LOSS, over at
+# most NUM_CLASSES + 1 = 25 classes of the demo (detectron2's default, 50, is LVIS's).
 PREDICTOR_OPTS = {"FederatedOutputLayers": ["MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE", True,
-                                            "MODEL.ROI_BOX_HEAD.USE_FED_LOSS", True]}
+                                            "MODEL.ROI_BOX_HEAD.USE_FED_LOSS", True,
+                                            "MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", 8]}
 # A ResNet-18 C4 backbone (res4 into RPN and ROI pooling, res5 in the ROI head), as small as detectron2 allows.
 C4_OPTS = ["MODEL.BACKBONE.NAME", "build_resnet_backbone", "MODEL.RESNETS.DEPTH", 18,
            "MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.RES5_DILATION", 1,

@@ -270,7 +270,7 @@ def test_normed_linear_is_a_scaled_cosine():
 
 
 EXPECTED_DEFAULTS = {"P": 0.8, "Q": 2.0, "EPS": 0.01, "LOSS_WEIGHT": 1.0, "COSINE_CLASSIFIER": True,
-                     "TEMPERATURE": 20.0, "LOG_PERIOD": 20}
+                     "TEMPERATURE": 20.0}
 
 
 def test_keys_defaults_comments_and_registry():

@@ -10,8 +10,8 @@ from detectron2.modeling.roi_heads import Res5ROIHeads, StandardROIHeads
 
 from .heads import build_box_predictor
 
-__all__ = ["box_predictor_name", "PredictorROIHeads", "PredictorRes5ROIHeads", "LDAROIHeads", "LDARes5ROIHeads", "EQLROIHeads",
-           "EQLv2ROIHeads", "SeesawROIHeads", "FederatedROIHeads"]
+__all__ = ["box_predictor_name", "PredictorROIHeads", "PredictorRes5ROIHeads", "LDAROIHeads", "LDARes5ROIHeads",
+           "EQLROIHeads", "EQLv2ROIHeads", "SeesawROIHeads", "FederatedROIHeads"]
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -38,7 +38,8 @@ class PredictorRes5ROIHeads(Res5ROIHeads):
         ret = super().from_config(cfg, input_shape)
         # The res5 block's output channels, pooled to 1x1, feed the predictor.
         channels = ret["box_predictor"].bbox_pred.in_features
-        ret["box_predictor"] = build_box_predictor(cfg, ShapeSpec(channels=channels, height=1, width=1), cls.predictor_name)
+        pooled = ShapeSpec(channels=channels, height=1, width=1)
+        ret["box_predictor"] = build_box_predictor(cfg, pooled, cls.predictor_name)
         return ret
 
 
@@ -51,33 +52,19 @@ def box_predictor_name(cfg):
     return heads.predictor_name or cfg.MODEL.ROI_BOX_HEAD.PREDICTOR
 
 
-# The ROI_HEADS.NAME values of the per-method heads this project had, each one fixed predictor: configs and
-# scripts that users already have (and the weights check of lda_det.checkpoint) name them.
-@ROI_HEADS_REGISTRY.register()
-class LDAROIHeads(PredictorROIHeads):
-    predictor_name = "LDAOutputLayers"
+def _fixed_predictor(name: str, heads: type, predictor: str) -> type:
+    """ROI heads registered as ``name``: ``heads`` always building the box predictor ``predictor``."""
+    fixed = type(name, (heads,), {"predictor_name": predictor, "__module__": __name__,
+                                  "__doc__": f"{heads.__name__} with the box predictor {predictor}."})
+    ROI_HEADS_REGISTRY.register(fixed)
+    return fixed
 
 
-@ROI_HEADS_REGISTRY.register()
-class LDARes5ROIHeads(PredictorRes5ROIHeads):
-    predictor_name = "LDAOutputLayers"
-
-
-@ROI_HEADS_REGISTRY.register()
-class EQLROIHeads(PredictorROIHeads):
-    predictor_name = "EQLOutputLayers"
-
-
-@ROI_HEADS_REGISTRY.register()
-class EQLv2ROIHeads(PredictorROIHeads):
-    predictor_name = "EQLv2OutputLayers"
-
-
-@ROI_HEADS_REGISTRY.register()
-class SeesawROIHeads(PredictorROIHeads):
-    predictor_name = "SeesawOutputLayers"
-
-
-@ROI_HEADS_REGISTRY.register()
-class FederatedROIHeads(PredictorROIHeads):
-    predictor_name = "FederatedOutputLayers"
+# The ROI_HEADS.NAME values of the per-method heads, each one fixed predictor: configs and scripts that users
+# already have name them, and lda_det.checkpoint's weights check tells heads apart by them.
+LDAROIHeads = _fixed_predictor("LDAROIHeads", PredictorROIHeads, "LDAOutputLayers")
+LDARes5ROIHeads = _fixed_predictor("LDARes5ROIHeads", PredictorRes5ROIHeads, "LDAOutputLayers")
+EQLROIHeads = _fixed_predictor("EQLROIHeads", PredictorROIHeads, "EQLOutputLayers")
+EQLv2ROIHeads = _fixed_predictor("EQLv2ROIHeads", PredictorROIHeads, "EQLv2OutputLayers")
+SeesawROIHeads = _fixed_predictor("SeesawROIHeads", PredictorROIHeads, "SeesawOutputLayers")
+FederatedROIHeads = _fixed_predictor("FederatedROIHeads", PredictorROIHeads, "FederatedOutputLayers")

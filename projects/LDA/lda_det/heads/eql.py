@@ -99,7 +99,7 @@ class EQLOutputLayers(FastRCNNOutputLayers):
             "num_images": 0 if frequency is None else frequency[1],
             "lambda_": cfg.MODEL.EQL.LAMBDA,
             "prior_prob": cfg.MODEL.EQL.PRIOR_PROB,
-            "log_period": cfg.MODEL.EQL.LOG_PERIOD,
+            "log_period": cfg.MODEL.ROI_BOX_HEAD.LOG_PERIOD,
         })
         return ret
 

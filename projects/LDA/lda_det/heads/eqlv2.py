@@ -102,7 +102,7 @@ class EQLv2OutputLayers(FastRCNNOutputLayers):
         ret = super().from_config(cfg, input_shape)
         eqlv2 = cfg.MODEL.EQLV2
         ret.update({"gamma": eqlv2.GAMMA, "mu": eqlv2.MU, "alpha": eqlv2.ALPHA,
-                    "test_with_obj": eqlv2.TEST_WITH_OBJ, "log_period": eqlv2.LOG_PERIOD,
+                    "test_with_obj": eqlv2.TEST_WITH_OBJ, "log_period": cfg.MODEL.ROI_BOX_HEAD.LOG_PERIOD,
                     "prior_prob": eqlv2.PRIOR_PROB})
         return ret
 

@@ -161,7 +161,7 @@ class SeesawOutputLayers(FastRCNNOutputLayers):
             "seesaw_loss_weight": seesaw.LOSS_WEIGHT,
             "cosine_classifier": seesaw.COSINE_CLASSIFIER,
             "temperature": seesaw.TEMPERATURE,
-            "log_period": seesaw.LOG_PERIOD,
+            "log_period": cfg.MODEL.ROI_BOX_HEAD.LOG_PERIOD,
         })
         return ret
 
