@@ -41,6 +41,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.DATASET.DIGITS_TEST_PER_CLASS = 50  # digits_lt: balanced held-out test images per class
     cfg.DATASET.DIGITS_VAL_PER_CLASS = 20  # digits_lt: balanced validation images per class (0 = none)
     cfg.DATASET.NUM_WORKERS = 0  # DataLoader workers per process (in-memory datasets need none)
+    cfg.DATASET.CHECK_EVAL_IMAGES = True  # file datasets: decode every val / test image before training
     cfg.DATASET.ON_DEVICE = False  # in-memory datasets: hold the uint8 images on the device, batch them there
 
     cfg.INPUT = CN()
