@@ -98,6 +98,9 @@ def add_lda_cls_config(cfg: CN) -> None:
 
     cfg.DECOUPLE = CN()  # two-stage methods (Kang et al. 2020): start from a stage-1 run
     cfg.DECOUPLE.STAGE1_WEIGHTS = ""  # stage-1 checkpoint (--weights of a training run), e.g. a CE model_best.pth
+    # "train" (Kang et al.'s run_networks.py): batch statistics, running ones re-estimated under class-balanced
+    # sampling; "eval": stage-1 statistics kept.
+    cfg.DECOUPLE.BACKBONE_BN = "train"  # cRT / LWS: mode of the frozen backbone's BatchNorms in stage 2
     cfg.DECOUPLE.TAU_GRID = [i / 10 for i in range(11)]  # tau-norm tau in [0, 1] (Kang et al.), picked on val
 
     cfg.SOLVER = CN()
