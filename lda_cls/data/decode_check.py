@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 __all__ = ["decode_error", "undecodable_images", "check_decodable", "dataset_paths"]
 
 SHOWN = 5  # undecodable paths named in the error
+BATCH = 64  # images per worker task
 
 
 def decode_error(path: str) -> str:
@@ -43,7 +44,9 @@ class _DecodeErrors(Dataset):
 
 def undecodable_images(paths: Sequence[str], num_workers: int = 0) -> List[Tuple[str, str]]:
     """[(path, decoder message)] of the ``paths`` that do not decode, in list order."""
-    loader = DataLoader(_DecodeErrors(paths), batch_size=64, num_workers=num_workers, collate_fn=list)
+    batches = -(-len(paths) // BATCH)
+    workers = min(num_workers, batches) if batches > 1 else 0  # no worker processes for one batch
+    loader = DataLoader(_DecodeErrors(paths), batch_size=BATCH, num_workers=workers, collate_fn=list)
     errors = [message for batch in loader for message in batch]
     return [(path, message) for path, message in zip(paths, errors) if message]
 
