@@ -9,9 +9,10 @@ shard with the loader's workers, and the failures are gathered, so every rank st
 import os
 from typing import List, Sequence, Tuple
 
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+
+from ..utils import all_gather_objects, rank, world_size
 
 __all__ = ["decode_error", "undecodable_images", "check_decodable", "dataset_paths"]
 
@@ -57,14 +58,9 @@ def check_decodable(paths: Sequence[str], source: str, num_workers: int = 0) -> 
     Under torch.distributed each rank decodes ``paths[rank::world_size]``; one all_gather_object of
     the (few) failures follows, so all ranks raise the same error or none does.
     """
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
-    failures = undecodable_images(list(paths[rank::world]), num_workers)
-    if distributed:
-        gathered = [None] * world
-        torch.distributed.all_gather_object(gathered, failures)
-        order = {path: index for index, path in enumerate(paths)}
-        failures = sorted((f for part in gathered for f in part), key=lambda failure: order[failure[0]])
+    shard = undecodable_images(list(paths[rank()::world_size()]), num_workers)
+    order = {path: index for index, path in enumerate(paths)}
+    failures = sorted((f for part in all_gather_objects(shard) for f in part), key=lambda failure: order[failure[0]])
     if failures:
         shown = "; ".join(f"{path} ({message})" for path, message in failures[:SHOWN])
         more = f" (and {len(failures) - SHOWN} more)" if len(failures) > SHOWN else ""
