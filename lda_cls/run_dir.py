@@ -36,7 +36,7 @@ DEPLOY_WEIGHTS = "model_deploy.pth"
 # collective waits, where it stops this time, and the directory's own path (a moved run). None of them changes the weights an
 # epoch computes (every epoch reseeds itself, see Trainer.train), so the result stays the uninterrupted run's.
 RESUMABLE_KEYS = ("LOG_PERIOD", "CHECKPOINT_PERIOD", "TEST.EVAL_PERIOD", "NUM_THREADS", "SOLVER.STOP_EPOCH",
-                  "OUTPUT_DIR", "DIST_TIMEOUT_S")
+                  "OUTPUT_DIR", "DIST_TIMEOUT_S", "DATASET.CHECK_EVAL_IMAGES")
 
 _ABSENT = object()
 

@@ -2,7 +2,10 @@
 
 Loading is DetectionCheckpointer's (our checkpoints, detectron2's ImageNet .pkl
 backbones, model-zoo .pkl / .pth files); a plain Mask R-CNN's (C+1)-way classifier
-is converted by LDAOutputLayers when its state dict is loaded.
+is converted by LDAOutputLayers when its state dict is loaded. A ``.pth`` is read with
+``weights_only=True`` (lda_common.checkpoint_io): a crafted one is refused in one line naming it, and runs
+nothing. A ``.pkl`` is a pickle by design (detectron2 reads it with pickle.load): load .pkl files from
+trusted sources only.
 
 ``HeadCheckingCheckpointer`` (--eval-only, model_zoo.get) refuses weights whose box predictor is
 another head's (e.g. EQLv2 weights under StandardROIHeads): loading them would drop that head's
@@ -16,6 +19,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from lda_common.atomic_files import atomic_path
+from lda_common.checkpoint_io import load_checkpoint
 
 PLAIN_HEAD = "StandardROIHeads"
 # (head, box-predictor entries no other head of this project has), in the order they are tested:
@@ -90,6 +94,10 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         if self.save_dir and self.save_to_disk:
             self.path_manager.mkdirs(self.save_dir)  # fvcore's save expects the directory to exist
         super().save(name, **kwargs)
+
+    def _torch_load(self, filename: str):
+        # weights_only loading (lda_common.checkpoint_io): a .pth from elsewhere cannot run code.
+        return load_checkpoint(self.path_manager.get_local_path(filename))
 
 
 class HeadCheckingCheckpointer(AtomicDetectionCheckpointer):
