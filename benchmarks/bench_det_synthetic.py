@@ -39,6 +39,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "projects", "LDA")]
 from detectron2.config import get_cfg  # noqa: E402  (the repository on the path first)
 
 from lda_common.atomic_files import atomic_write_json  # noqa: E402
+from lda_common.config_keys import flatten_config  # noqa: E402
 from lda_det import model_zoo  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "LVIS-LDA", "synthetic_lvis_profile.yaml")
@@ -59,16 +60,6 @@ class Method(NamedTuple):
     stage1: Optional[str] = None  # the method whose model_final.pth a two-stage method starts from
 
 
-def _flatten(node, prefix=""):
-    flat = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def method_free_keys(flat_keys):
     """The keys no method is made of: NOT_METHOD_KEYS and those of the config nodes lda_det adds to
     detectron2's MODEL (each head's own hyper-parameters)."""
@@ -85,7 +76,7 @@ def discover_methods():
     after that one."""
     configs = {name[:-len(LVIS_SUFFIX)].rstrip("_") or OWN_METHOD: name
                for name in sorted(os.listdir(LVIS_CONFIGS)) if name.endswith(LVIS_SUFFIX)}
-    flat = {method: _flatten(model_zoo.get_config("LVIS-LDA/" + name)) for method, name in configs.items()}
+    flat = {method: flatten_config(model_zoo.get_config("LVIS-LDA/" + name)) for method, name in configs.items()}
     varying = sorted(key for key in flat[BASELINE] if len({repr(values[key]) for values in flat.values()}) > 1)
     keys = [key for key in varying if key not in method_free_keys(varying)]
     stems = {os.path.splitext(name)[0]: method for method, name in configs.items()}

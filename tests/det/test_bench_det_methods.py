@@ -3,6 +3,7 @@ the dataset-dependent ones (EQL's lambda, the federated class count) to the LVIS
 import numpy as np
 import pytest
 
+from lda_common.config_keys import flatten_config
 from lda_det import model_zoo
 from lda_det.data import synthetic_lvis_profile
 from lda_det.data.lvis_v1_counts import NUM_ANNOTATED_TRAIN_IMAGES, lvis_v1_train_counts
@@ -36,7 +37,7 @@ def test_methods_are_the_lvis_configs_and_make_them_from_the_baseline():
     for method, spec in BENCH.METHODS.items():
         built = model_zoo.get_config("LVIS-LDA/" + BENCH.METHODS["baseline"].lvis_config)
         built.merge_from_list(list(spec.opts))
-        built, lvis = BENCH._flatten(built), BENCH._flatten(model_zoo.get_config("LVIS-LDA/" + spec.lvis_config))
+        built, lvis = flatten_config(built), flatten_config(model_zoo.get_config("LVIS-LDA/" + spec.lvis_config))
         differ = [key for key in lvis if built[key] != lvis[key]]
         assert set(differ) <= BENCH.method_free_keys(differ), (method, differ)
 
