@@ -216,7 +216,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         Eq. 9 times this gives a positive the weight it has in Fast R-CNN's cross-entropy (a mean
         over the sampled proposals): with "calibrated" scaling, R_s(h') x #pos / #sampled is
         exactly Fast R-CNN's mean CE over the global batch, and the balanced term keeps its
-        coefficient relative to R_s(h') (see projects/LDA/README.md, "Loss scale").
+        coefficient relative to R_s(h') (see docs/loss.md, "Detection: the coefficient on LVIS").
         """
         counts = torch.stack([is_foreground.sum(), torch.tensor(is_foreground.numel(), device=is_foreground.device)])
         counts = counts.to(torch.float64)
