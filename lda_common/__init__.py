@@ -6,7 +6,8 @@ The project's conventions for files and command lines, one module each:
 * ``checkpoint_io``: torch files read with ``weights_only=True`` (``load_checkpoint``);
 * ``atomic_files``: files written whole or not at all (``atomic_save``, ``atomic_write_text``,
   ``atomic_write_json``);
-* ``strict_json``: JSON with NaN as null (``strict_json_dumps``).
+* ``strict_json``: JSON with NaN as null (``strict_json_dumps``);
+* ``config_keys``: a config as dotted keys (``flatten_config``).
 
 lda_core stays the loss alone (tensors in, tensors out); lda_analysis holds the figures and metrics.
 """

@@ -89,8 +89,9 @@ def test_a_malformed_result_file_is_named(tmp_path):
         results_table.table(tmp_path)
 
 
-def test_the_committed_readme_matches_the_committed_result_files():
-    results_table.main(["--check-readme", str(REPO / "README.md")])
+@pytest.mark.parametrize("page", ["README.md", "docs/methods.md"])
+def test_the_committed_pages_match_the_committed_result_files(page):
+    results_table.main(["--check-readme", str(REPO / page)])
 
 
 def test_bench_methods_writes_one_file_per_run_and_skips_finished_runs(tmp_path):
