@@ -34,3 +34,4 @@ bench-det:
 bench-methods:
 	$(PY) benchmarks/bench_methods.py --seeds 0 1 2 --epochs 20 --jobs 2 --threads 1 --curves lda,balanced_softmax,lda_la,lda_la_fixed_alpha
 	$(PY) benchmarks/results_table.py --write-readme README.md
+	$(PY) benchmarks/results_table.py --write-readme docs/methods.md

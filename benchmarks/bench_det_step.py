@@ -38,7 +38,8 @@ def load_methods():
 
 def method_opts(method, methods, cfg_classes: int):
     opts = list(methods[method].opts)
-    if method == "federated":  # detectron2 samples this many classes: at most all of them and the background
+    if dict(zip(opts[::2], opts[1::2])).get("MODEL.ROI_BOX_HEAD.USE_FED_LOSS") == "True":
+        # detectron2 samples this many classes: at most all of them and the background
         opts += ["MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", str(min(50, cfg_classes + 1))]
     return opts
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Every detection head of lda_det on real LVIS v1, Mask R-CNN R50-FPN 1x, the paper's setting
-# (configs/LVIS-LDA/*_mask_rcnn_R_50_FPN_1x.yaml: one base, RFS 1e-3, scale jitter 640-800, 90k
-# iterations at batch 16): the plain softmax baseline, LDA, federated loss, EQL, EQLv2, Seesaw, then
-# cRT (stage 2 from the baseline's model_final.pth). One table of bbox / segm AP, AP_r, AP_c, AP_f.
+# Every detection method of lda_det on real LVIS v1, Mask R-CNN R50-FPN 1x, the paper's setting
+# (configs/LVIS-LDA/*mask_rcnn_R_50_FPN_1x.yaml: one base, RFS 1e-3, scale jitter 640-800, 90k
+# iterations at batch 16): one method a config, as bench_det_synthetic.py --list reads them; a two-stage
+# one (cRT) after its stage 1, from that one's model_final.pth. One table of bbox / segm AP, AP_r, AP_c, AP_f.
 #
 #   DETECTRON2_DATASETS=/data bash benchmarks/gpu_det_lvis_methods.sh [OUT_DIR] [METHOD ...]
 #
@@ -16,10 +16,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/gpu_det_lvis_methods}
 shift $(( $# > 0 ? 1 : 0 ))
-METHODS=("$@")
-[ ${#METHODS[@]} -gt 0 ] || METHODS=(baseline lda federated eql eqlv2 seesaw crt)
 PY=${PYTHON:-python}
 [ -x .venv/bin/python ] && PY=${PYTHON:-.venv/bin/python}
+# METHOD CONFIG STAGE1 ('-': none) per line, from the configs (bench_det_synthetic.py's METHODS).
+declare -A CONFIG STAGE1
+ALL=()
+while read -r method config stage1; do
+  ALL+=("$method"); CONFIG[$method]=$config; STAGE1[$method]=$stage1
+done < <("$PY" benchmarks/bench_det_synthetic.py --list)
+[ ${#ALL[@]} -gt 0 ] || { echo "gpu_det_lvis_methods.sh: bench_det_synthetic.py --list named no method" >&2; exit 2; }
+METHODS=("$@")
+[ ${#METHODS[@]} -gt 0 ] || METHODS=("${ALL[@]}")
 NUM_GPUS=${NUM_GPUS:-$( (nvidia-smi -L 2>/dev/null || true) | wc -l)}
 DATA=${DETECTRON2_DATASETS:-datasets}
 for file in lvis/lvis_v1_train.json lvis/lvis_v1_val.json coco/train2017 coco/val2017; do
@@ -30,12 +37,6 @@ for file in lvis/lvis_v1_train.json lvis/lvis_v1_val.json coco/train2017 coco/va
 done
 [ "$NUM_GPUS" -ge 1 ] || { echo "gpu_det_lvis_methods.sh: no GPU visible" >&2; exit 2; }
 
-config_of() {
-  case "$1" in
-    lda) echo configs/LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml ;;
-    *) echo "configs/LVIS-LDA/$1_mask_rcnn_R_50_FPN_1x.yaml" ;;
-  esac
-}
 evaluated() {  # the last line of metrics.json with a final bbox/AP
   [ -f "$OUT/$1/metrics.json" ] && grep -q '"bbox/AP"' "$OUT/$1/metrics.json"
 }
@@ -43,13 +44,14 @@ evaluated() {  # the last line of metrics.json with a final bbox/AP
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 for method in "${METHODS[@]}"; do
-  config=$(config_of "$method")
-  [ -f "$config" ] || { echo "unknown method $method: $config does not exist" >&2; exit 2; }
+  config=${CONFIG[$method]:-}
+  [ -n "$config" ] || { echo "unknown method $method: not one of ${ALL[*]}" >&2; exit 2; }
   if evaluated "$method"; then echo "$method: done, skipped"; continue; fi
   extra=()
-  if [ "$method" = crt ]; then
-    weights="$OUT/baseline/model_final.pth"
-    [ -f "$weights" ] || { echo "crt needs the baseline's $weights: run the baseline first" >&2; exit 2; }
+  stage1=${STAGE1[$method]}
+  if [ "$stage1" != - ]; then
+    weights="$OUT/$stage1/model_final.pth"
+    [ -f "$weights" ] || { echo "$method needs $stage1's $weights: run $stage1 first" >&2; exit 2; }
     extra=(MODEL.WEIGHTS "$weights")
   fi
   echo "$(date -u +%H:%M:%S) $method: $config on $NUM_GPUS GPU(s) -> $OUT/$method"

@@ -102,7 +102,9 @@ def instrument_check(summaries: dict) -> list:
 def describe(runs: dict) -> str:
     records = [r for rs in runs.values() for r in rs]
     first = records[0]
-    epochs = sorted({r["epochs"] for r in records if r.get("stage1_epochs") is None})
+    # One-stage runs' epochs, else (two-stage runs only) their stage 1's.
+    epochs = (sorted({r["epochs"] for r in records if r.get("stage1_epochs") is None})
+              or sorted({r["stage1_epochs"] for r in records}))
     stage2 = sorted({r["epochs"] for r in records if r.get("stage1_epochs") is not None})
     commits = sorted({r["commit"][:7] + ("-dirty" if r["commit"].endswith("-dirty") else "") for r in records})
     precisions = sorted({r.get("precision", "unknown").split(" (")[0] for r in records})

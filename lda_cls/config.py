@@ -41,6 +41,7 @@ def add_lda_cls_config(cfg: CN) -> None:
     cfg.DATASET.DIGITS_TEST_PER_CLASS = 50  # digits_lt: balanced held-out test images per class
     cfg.DATASET.DIGITS_VAL_PER_CLASS = 20  # digits_lt: balanced validation images per class (0 = none)
     cfg.DATASET.NUM_WORKERS = 0  # DataLoader workers per process (in-memory datasets need none)
+    cfg.DATASET.CHECK_EVAL_IMAGES = True  # file datasets: decode every val / test image before training
     cfg.DATASET.ON_DEVICE = False  # in-memory datasets: hold the uint8 images on the device, batch them there
 
     cfg.INPUT = CN()
@@ -97,6 +98,9 @@ def add_lda_cls_config(cfg: CN) -> None:
 
     cfg.DECOUPLE = CN()  # two-stage methods (Kang et al. 2020): start from a stage-1 run
     cfg.DECOUPLE.STAGE1_WEIGHTS = ""  # stage-1 checkpoint (--weights of a training run), e.g. a CE model_best.pth
+    # "train" (Kang et al.'s run_networks.py): batch statistics, running ones re-estimated under class-balanced
+    # sampling; "eval": stage-1 statistics kept.
+    cfg.DECOUPLE.BACKBONE_BN = "train"  # cRT / LWS: mode of the frozen backbone's BatchNorms in stage 2
     cfg.DECOUPLE.TAU_GRID = [i / 10 for i in range(11)]  # tau-norm tau in [0, 1] (Kang et al.), picked on val
 
     cfg.SOLVER = CN()

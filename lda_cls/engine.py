@@ -37,7 +37,9 @@ from lda_common.atomic_files import atomic_save, atomic_write_text
 from lda_common.checkpoint_io import load_checkpoint
 from lda_common.strict_json import strict_json_dumps
 
-from .data import BatchPreprocess, DeviceBatches, TensorImageDataset, build_dataset, class_counts_of, shot_groups
+from .data import (BatchPreprocess, DeviceBatches, FileListDataset, TensorImageDataset, build_dataset,
+                   class_counts_of, shot_groups)
+from .data.decode_check import check_decodable, dataset_paths
 from .evaluation import evaluate
 from .hooks import EvalAndSelect, HookBase, MetricsWriter, PeriodicCheckpointer, TrainingDiverged, build_hooks
 from .hooks.evaluation import save_selected
@@ -112,9 +114,17 @@ class Trainer:
         # None for CIFAR and image folders without val/: then nothing is selected, the final epoch is reported.
         self.val_set = build_dataset(cfg, "val")[0]
         self.selection_split = "val" if self.val_set is not None else "test"
+        if cfg.DATASET.CHECK_EVAL_IMAGES:
+            self._check_eval_images()
         in_memory = isinstance(self.train_set, TensorImageDataset)
         self.train_preprocess = BatchPreprocess.from_config(cfg, train=True, in_memory=in_memory).to(self.device)
         self.test_preprocess = BatchPreprocess.from_config(cfg, train=False, in_memory=in_memory).to(self.device)
+
+    def _check_eval_images(self) -> None:
+        for split, dataset in (("val", self.val_set), ("test", self.test_set)):
+            if isinstance(dataset, FileListDataset):  # in-memory sets were decoded when they were built
+                check_decodable(dataset_paths(dataset), f"the {self.cfg.DATASET.NAME} {split} split",
+                                self.cfg.DATASET.NUM_WORKERS)
 
     def _train_loader(self):
         if self.cfg.SOLVER.BATCH_SIZE % world_size():

@@ -20,6 +20,7 @@ import os
 from typing import Any, Dict, Iterator, List, Optional
 
 from lda_common.atomic_files import is_temporary
+from lda_common.config_keys import flatten_config
 
 __all__ = ["RESUMABLE_KEYS", "LOCK_FILE", "LAST_CHECKPOINT", "BEST_CHECKPOINT", "DEPLOY_WEIGHTS", "ResumeRefused", "RunDirBusy", "config_changes", "read_resume_checkpoint",
            "saved_world_size", "environment_world_size", "world_size_change", "run_dir_lock",
@@ -36,7 +37,7 @@ DEPLOY_WEIGHTS = "model_deploy.pth"
 # collective waits, where it stops this time, and the directory's own path (a moved run). None of them changes the weights an
 # epoch computes (every epoch reseeds itself, see Trainer.train), so the result stays the uninterrupted run's.
 RESUMABLE_KEYS = ("LOG_PERIOD", "CHECKPOINT_PERIOD", "TEST.EVAL_PERIOD", "NUM_THREADS", "SOLVER.STOP_EPOCH",
-                  "OUTPUT_DIR", "DIST_TIMEOUT_S")
+                  "OUTPUT_DIR", "DIST_TIMEOUT_S", "DATASET.CHECK_EVAL_IMAGES")
 
 _ABSENT = object()
 
@@ -49,17 +50,6 @@ class RunDirBusy(RuntimeError):
     """Another process holds the output directory's lock."""
 
     user_error = True  # lda_common.cli prints the message alone
-
-
-def _flatten(node, prefix: str = "") -> Dict[str, Any]:
-    """{"SOLVER.BASE_LR": 0.05, ...} of a (nested) CfgNode or dict; tuples read as lists (YAML has no tuples)."""
-    flat = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return flat
 
 
 def _show(value) -> str:
@@ -78,7 +68,8 @@ def config_changes(saved_dump: str, cfg) -> List[str]:
 
     from .config import get_cfg
 
-    saved, now, defaults = _flatten(CfgNode.load_cfg(saved_dump)), _flatten(cfg), _flatten(get_cfg())
+    # Through YAML and back, as the saved config was written: tuples read as lists on every side.
+    saved, now, defaults = (flatten_config(CfgNode.load_cfg(dump)) for dump in (saved_dump, cfg.dump(), get_cfg().dump()))
     changes = []
     for key in sorted(set(saved) | set(now)):
         if key in RESUMABLE_KEYS:

@@ -5,21 +5,22 @@ flushed to disk, and is then renamed over the target (``os.replace``, atomic wit
 processes writing the same file never share a temporary, and one left by a killed run is
 recognisable as such (``is_temporary``: lda_cls/run_dir.py removes them when it takes a run over).
 
-One mechanism, ``atomic_write(path, write)``, and one helper per kind of content: ``atomic_save``
-(torch.save), ``atomic_write_bytes``, ``atomic_write_text``, ``atomic_write_json`` (strict JSON, NaN
-as null).
+One mechanism, ``atomic_path(path)`` (``atomic_write(path, write)`` as a callback), and one helper per
+kind of content: ``atomic_save`` (torch.save), ``atomic_write_bytes``, ``atomic_write_text``,
+``atomic_write_json`` (strict JSON, NaN as null).
 """
+import contextlib
 import errno
 import os
 import re
 import secrets
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from .strict_json import strict_json_dumps
 
-__all__ = ["temporary_path", "is_temporary", "atomic_write", "atomic_save", "atomic_write_bytes",
+__all__ = ["temporary_path", "is_temporary", "atomic_path", "atomic_write", "atomic_save", "atomic_write_bytes",
            "atomic_write_text", "atomic_write_json"]
 
 TEMPORARY_SUFFIX = re.compile(r"\.\d+-[0-9a-f]{8}\.tmp$")
@@ -44,12 +45,15 @@ def _flush_to_disk(path: str) -> None:
         os.close(descriptor)
 
 
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)``, then rename tmp to ``path``; on any failure ``path`` is as it was and tmp is gone."""
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """The temporary name to write ``path``'s new content under: renamed over ``path`` when the block ends,
+    removed when it raises (``path`` is then as it was). For writers that take a path, not a callback
+    (lda_det's checkpointer opens it through detectron2's PathManager)."""
     tmp = temporary_path(path)
     try:
         try:
-            write(tmp)
+            yield tmp
             _flush_to_disk(tmp)
             os.replace(tmp, path)
         except OSError as error:
@@ -66,6 +70,12 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """``write(tmp)``, then rename tmp to ``path``; on any failure ``path`` is as it was and tmp is gone."""
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def atomic_save(obj: Any, path: str) -> None:

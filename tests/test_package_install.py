@@ -42,6 +42,7 @@ model = model_zoo.get("LVIS-LDA/synthetic_lt_demo.yaml", device="cpu")  # genera
 dump("model_zoo", {
     "config_file": model_zoo.get_config_file("LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml"),
     "roi_heads": cfg.MODEL.ROI_HEADS.NAME,
+    "box_predictor": cfg.MODEL.ROI_BOX_HEAD.PREDICTOR,
     "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
     "weights": cfg.MODEL.WEIGHTS,
     "train": list(cfg.DATASETS.TRAIN),
@@ -191,7 +192,7 @@ def test_model_zoo_from_the_install(installed, commands):
     assert Path(report["config_file"]) == installed / "lda_det/configs/LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml"
     # Values from two _BASE_ levels up (Base-LDA-Mask-RCNN-FPN.yaml, Base-Mask-RCNN-FPN-LVIS.yaml);
     # detectron2's defaults are Res5ROIHeads, 80 classes, no weights, no training set.
-    assert report["roi_heads"] == "LDAROIHeads"
+    assert (report["roi_heads"], report["box_predictor"]) == ("PredictorROIHeads", "LDAOutputLayers")
     assert report["num_classes"] == 1203
     assert report["weights"] == "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
     assert report["train"] == ["lvis_v1_train"]

@@ -89,8 +89,9 @@ def test_a_malformed_result_file_is_named(tmp_path):
         results_table.table(tmp_path)
 
 
-def test_the_committed_readme_matches_the_committed_result_files():
-    results_table.main(["--check-readme", str(REPO / "README.md")])
+@pytest.mark.parametrize("page", ["README.md", "docs/methods.md"])
+def test_the_committed_pages_match_the_committed_result_files(page):
+    results_table.main(["--check-readme", str(REPO / page)])
 
 
 def test_bench_methods_writes_one_file_per_run_and_skips_finished_runs(tmp_path):
@@ -117,3 +118,9 @@ def test_bench_methods_writes_one_file_per_run_and_skips_finished_runs(tmp_path)
     assert [(r["epoch"], r["split"]) for r in records if r["type"] == "eval"] == [(1, "val"), (2, "val"), (2, "test")]
     second = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert second.returncode == 0 and second.stdout.count("skip ") == 2 and "lda_cls.train" not in second.stdout
+
+
+def test_a_set_of_two_stage_runs_names_its_stage_1_epochs(tmp_path):
+    write_run(tmp_path, "crt", 0, 66.0, epochs=4, stage1_epochs=20)
+    assert "resnet32_cifar, 20 epochs (cosine" in results_table.table(tmp_path)
+    assert ", stage 2 4 epochs;" in results_table.table(tmp_path)

@@ -43,6 +43,9 @@ def load_run_config(run_dir: str, overrides=()):
     try:
         cfg.merge_from_file(path)
     except KeyError as error:
+        if _is_detectron2_config(path):
+            raise ValueError(f"{run_dir} is a detection run (train_net.py): lda_cls.analyze reads classification "
+                             f"runs; use python projects/LDA/tools/analyze.py {run_dir}") from None
         raise ValueError(f"{path}: {error.args[0]}") from None
     overrides = list(overrides)
     if len(overrides) % 2:
@@ -52,6 +55,14 @@ def load_run_config(run_dir: str, overrides=()):
     except (KeyError, AssertionError, ValueError) as error:  # yacs asserts on unknown keys
         raise ValueError(f"bad config override {overrides}: {error}") from None
     return cfg
+
+
+def _is_detectron2_config(path: str) -> bool:
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        loaded = yaml.safe_load(handle) or {}
+    return isinstance(loaded, dict) and "META_ARCHITECTURE" in (loaded.get("MODEL") or {})
 
 
 def find_checkpoint(run_dir: str, weights: Optional[str] = None) -> str:

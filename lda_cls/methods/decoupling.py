@@ -4,8 +4,8 @@ Stage 2 is "load stage-1 weights, freeze what the method says, re-initialise or 
 classifier, run the same trainer" (``TwoStageMethod.prepare``); the stage-1 checkpoint is
 ``--weights`` (DECOUPLE.STAGE1_WEIGHTS), e.g. a CE run's model_best.pth.
 
-* cRT: backbone frozen (BatchNorm statistics too), h re-initialised and re-trained with
-  class-balanced sampling (configs/cls/methods/crt.yaml).
+* cRT: backbone frozen, h re-initialised and re-trained with class-balanced sampling
+  (configs/cls/methods/crt.yaml).
 * LWS: backbone and h's weights frozen; the per-class scales f_y train, class-balanced sampling.
 * tau-norm: nothing trains; w_y / ||w_y||^tau with tau chosen on the VALIDATION split
   (lda_cls/methods/validation.py), never on test; a dataset without one fails unless
@@ -14,12 +14,12 @@ classifier, run the same trainer" (``TwoStageMethod.prepare``); the stage-1 chec
   models/KNNClassifier.py "cl2n", run_networks.py ``get_knncentroids``).
 
 Against Kang et al.'s code (facebookresearch/classifier-balancing): the losses, the classifiers and cRT's
-re-initialisation (a fresh nn.Linear: their load_model skips DotProductClassifier's weights) are theirs.
-Two differences: (1) in stage 2 (cRT, LWS) their run_networks.py ``train`` puts every network in
-training mode, so the frozen backbone's BatchNorms normalise with batch statistics and update their
-running statistics under class-balanced sampling; here the backbone stays in eval mode (``FrozenInEval``),
-its statistics those of stage 1. (2) Their tau_norm.py scans tau in linspace(0, 2, 21) and prints the
-accuracy of every tau on the split it is given; here tau is chosen on the validation split from
+re-initialisation (a fresh nn.Linear: their load_model skips DotProductClassifier's weights) are theirs,
+and so is the frozen backbone's BatchNorm mode in stage 2 (cRT, LWS): their run_networks.py ``train`` puts
+every network in training mode, so the BatchNorms normalise with batch statistics and re-estimate their
+running statistics under class-balanced sampling (DECOUPLE.BACKBONE_BN "train", the default; "eval" keeps
+stage 1's, ``FrozenInEval``). One difference: their tau_norm.py scans tau in linspace(0, 2, 21) and prints
+the accuracy of every tau on the split it is given; here tau is chosen on the validation split from
 DECOUPLE.TAU_GRID ([0, 1] in steps of 0.1 by default).
 """
 import json
@@ -67,11 +67,12 @@ def load_stage1_weights(model, path: str, keep_classifier: bool) -> List[str]:
     return wanted
 
 
-class FrozenInEval(HookBase):
-    """Hook: the frozen backbone stays in eval mode, so its BatchNorm statistics stay stage-1's.
+BACKBONE_BN_MODES = ("train", "eval")
 
-    Not Kang et al.'s behaviour: their stage 2 runs the frozen backbone in training mode (module docstring).
-    """
+
+class FrozenInEval(HookBase):
+    """Hook (DECOUPLE.BACKBONE_BN "eval"): the frozen backbone stays in eval mode, so its BatchNorm
+    statistics stay stage-1's. Kang et al.'s stage 2 runs it in training mode (module docstring)."""
 
     def __init__(self, module: nn.Module):
         self.module = module
@@ -101,6 +102,8 @@ class TwoStageMethod(Method):
         if self.trains == (cfg.SOLVER.EPOCHS == 0):
             raise ValueError(f"METHOD {cfg.METHOD} {'trains h' if self.trains else 'trains nothing'}: "
                              f"SOLVER.EPOCHS must be {'> 0' if self.trains else '0'}, got {cfg.SOLVER.EPOCHS}")
+        if cfg.DECOUPLE.BACKBONE_BN not in BACKBONE_BN_MODES:
+            raise ValueError(f"DECOUPLE.BACKBONE_BN must be one of {BACKBONE_BN_MODES}, got {cfg.DECOUPLE.BACKBONE_BN!r}")
         model = context.model
         load_stage1_weights(model, cfg.DECOUPLE.STAGE1_WEIGHTS, self.keep_classifier)
         context.logger.info(f"{cfg.METHOD}: stage-1 weights from {cfg.DECOUPLE.STAGE1_WEIGHTS}")
@@ -115,7 +118,7 @@ class TwoStageMethod(Method):
         pass
 
     def hooks(self, context) -> List[HookBase]:
-        return [FrozenInEval(context.model.backbone)]
+        return [FrozenInEval(context.model.backbone)] if self.cfg.DECOUPLE.BACKBONE_BN == "eval" else []
 
 
 @register_method("crt")

@@ -91,3 +91,9 @@ def test_bad_run_directories_get_clear_errors(runs, tmp_path):
         collect_run(runs["ce"], overrides=["DATASET.NO_SUCH_KEY", "1"])
     with pytest.raises(SystemExit):
         analyze.main([runs["ce"], "--compare", runs["ce"]])  # two runs with one name
+    detection = tmp_path / "detection_run"  # a train_net.py output directory: named, with the tool to use
+    detection.mkdir()
+    (detection / "config.yaml").write_text("DATALOADER:\n  NUM_WORKERS: 4\nMODEL:\n  META_ARCHITECTURE: GeneralizedRCNN\n")
+    with pytest.raises(ValueError, match=rf"^{detection} is a detection run \(train_net.py\): .* "
+                                         rf"projects/LDA/tools/analyze.py {detection}$"):
+        collect_run(str(detection))

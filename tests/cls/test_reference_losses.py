@@ -428,44 +428,46 @@ def test_ncm_is_kangs_knn_classifier(classifier, dist_type):
     assert torch.equal(ours.argmax(1), theirs.argmax(1))
 
 
-def frozen_backbone_batchnorm_difference(tmp_path, name):
-    """(max |feature difference|, largest running-mean move) between the project's stage-2 mode and Kang et al.'s."""
-    trainer, method, _ = stage1_trainer(tmp_path, name)
+def stage2_backbone_after_one_batch(tmp_path, name, mode):
+    """(features, running means before, after) of ``name``'s frozen backbone on one batch, in the mode the
+    trainer leaves it each epoch (model.train(), then the method's hooks) under DECOUPLE.BACKBONE_BN ``mode``."""
+    (tmp_path / mode).mkdir(parents=True)
+    trainer, method, _ = stage1_trainer(tmp_path / mode, name, **{"DECOUPLE.BACKBONE_BN": mode})
     method.prepare(trainer)
     model = trainer.model
-    model.train()  # what the trainer does each epoch, then the hooks
+    model.train()
     for hook in method.hooks(trainer):
         hook.before_epoch(0)
     batchnorms = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert batchnorms and not any(bn.training for bn in batchnorms)
-    images = torch.randn(8, 1, 8, 8)
     before = [bn.running_mean.clone() for bn in batchnorms]
+    first_inputs = []
+    batchnorms[0].register_forward_pre_hook(lambda module, inputs: first_inputs.append(inputs[0].detach()))
+    torch.manual_seed(3)
+    images = torch.randn(8, 1, 8, 8)
     with torch.no_grad():
-        ours = model(images)["features"]
-    assert all(torch.equal(a, bn.running_mean) for a, bn in zip(before, batchnorms))  # stage-1 statistics kept
-    model.backbone.train()  # the reference's mode
-    with torch.no_grad():
-        theirs = model(images)["features"]
-    moved = max((a - bn.running_mean).abs().max().item() for a, bn in zip(before, batchnorms))
-    difference = (ours - theirs).abs().max().item()
-    print(f"[reference] {name} BN mode: max |feature diff| {difference:.3f}, running mean moved {moved:.3f}")
-    return difference, moved
+        features = model(images)["features"]
+    return batchnorms, features, before, first_inputs[0]
 
 
-def test_crt_differs_from_reference_in_the_frozen_backbones_batchnorm_mode(tmp_path):
-    """crt, a documented difference (lda_cls/methods/decoupling.py, FrozenInEval): facebookresearch/
-    classifier-balancing run_networks.py lines 247-249 call model.train() on every network each epoch of
-    stage 2, so the frozen backbone's BatchNorms use batch statistics and update their running statistics;
-    here the backbone stays in eval mode (stage-1 statistics). Pinned: the project's features are the
-    eval-mode ones and its running statistics do not move; in the reference's mode they do."""
-    difference, moved = frozen_backbone_batchnorm_difference(tmp_path, "crt")
-    assert moved > 0 and difference > 1e-3
-
-
-def test_lws_differs_from_reference_in_the_frozen_backbones_batchnorm_mode(tmp_path):
-    """lws: the same documented difference as crt (run_networks.py lines 247-249 against FrozenInEval)."""
-    difference, moved = frozen_backbone_batchnorm_difference(tmp_path, "lws")
-    assert moved > 0 and difference > 1e-3
+@pytest.mark.parametrize("name", ["crt", "lws"])
+def test_stage2_frozen_backbone_batchnorm_mode_is_the_references(tmp_path, name):
+    """facebookresearch/classifier-balancing@22370c6 run_networks.py ``train`` (lines 247-249) calls
+    model.train() on every network each epoch of stage 2: the frozen backbone's BatchNorms normalise with the
+    batch's statistics and update their running statistics (momentum 0.1). DECOUPLE.BACKBONE_BN "train" (the
+    default) is that; "eval" (FrozenInEval) keeps stage 1's statistics, a documented option."""
+    batchnorms, features, before, first_input = stage2_backbone_after_one_batch(tmp_path, name, "train")
+    assert all(bn.training for bn in batchnorms)
+    # The reference's update of the first BatchNorm's running mean, from its input batch's channel means.
+    expected = 0.9 * before[0] + 0.1 * first_input.mean(dim=(0, 2, 3))
+    torch.testing.assert_close(batchnorms[0].running_mean, expected, rtol=1e-5, atol=1e-6)
+    eval_norms, eval_features, eval_before, _ = stage2_backbone_after_one_batch(tmp_path, name, "eval")
+    assert not any(bn.training for bn in eval_norms)
+    assert all(torch.equal(a, bn.running_mean) for a, bn in zip(eval_before, eval_norms))  # stage-1 statistics
+    difference = (features - eval_features).abs().max().item()
+    print(f"[reference] {name} BN mode train vs eval: max |feature diff| {difference:.3f}")
+    assert difference > 1e-3
+    with pytest.raises(ValueError, match=r"DECOUPLE.BACKBONE_BN must be one of \('train', 'eval'\), got 'frozen'"):
+        stage2_backbone_after_one_batch(tmp_path / "bad", name, "frozen")
 
 
 # ---------------------------------------------------------------- classifier initialisations

@@ -12,7 +12,7 @@ from .conftest import tiny_cfg
 
 def train_a_few_iterations(output_prefix: str, num_iterations: int) -> None:
     torch.set_num_threads(1)
-    cfg = tiny_cfg(opts=["MODEL.LDA.LOG_PERIOD", 1])
+    cfg = tiny_cfg(opts=["MODEL.ROI_BOX_HEAD.LOG_PERIOD", 1])
     torch.manual_seed(0)  # same initial weights on both ranks (DDP also broadcasts them)
     model = build_model(cfg)
     # detectron2's create_ddp_model passes device_ids, which a CPU module rejects; on CPU DDP

@@ -58,7 +58,12 @@ def test_classifier_weights_of_lda_and_baseline_checkpoints(tool):
     baseline = {"roi_heads.box_predictor.cls_score.weight": np.arange(16.0).reshape(4, 4)}
     weights = tool.classifier_weights(baseline, 3, "base.pth")
     np.testing.assert_array_equal(weights["h"], np.arange(12.0).reshape(3, 4))  # background row dropped
-    with pytest.raises(ValueError, match=r"base\.pth: .*cls_score.weight has 4 rows, expected 6"):
+    # Seesaw: C classes, then its two objectness logits (fg, bg).
+    seesaw = {"roi_heads.box_predictor.cls_score.weight": np.arange(20.0).reshape(5, 4)}
+    np.testing.assert_array_equal(tool.classifier_weights(seesaw, 3, "seesaw.pth")["h"],
+                                  np.arange(12.0).reshape(3, 4))
+    with pytest.raises(ValueError, match=r"base\.pth: .*cls_score.weight has 4 rows, expected 6 \(5 categories "
+                                         r"of the ground truth \+ background .*\) or 7 \(.*Seesaw's objectness\)$"):
         tool.classifier_weights(baseline, 5, "base.pth")
     with pytest.raises(ValueError, match="no box predictor classifier found"):
         tool.classifier_weights({"backbone.weight": np.ones(3)}, 3, "x.pth")

@@ -192,3 +192,30 @@ def test_torchvision_layout_backbone_loads_through_detectron2_heuristics(tmp_pat
     torch.testing.assert_close(state["bottom_up.res5.2.conv2.weight"], source.layer4[2].conv2.weight)
     torch.testing.assert_close(state["bottom_up.res3.0.shortcut.norm.running_var"],
                                source.layer2[0].downsample[1].running_var)
+
+
+def test_atomic_checkpointer_writes_through_path_manager(tmp_path, monkeypatch):
+    """fvcore's save, through detectron2's PathManager, under a temporary name per writer: a failed save leaves
+    the previous checkpoint and tag, and no temporary."""
+    from detectron2.utils.file_io import PathManager
+
+    from lda_common.atomic_files import is_temporary
+    from lda_det.checkpoint import AtomicDetectionCheckpointer
+
+    opened, real_open = [], PathManager.open
+
+    def recording_open(path, mode="r", **kwargs):
+        opened.append(path)
+        return real_open(path, mode, **kwargs)
+
+    monkeypatch.setattr(PathManager, "open", recording_open)
+    run = tmp_path / "run"  # not there yet: save makes it
+    checkpointer = AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), str(run))
+    checkpointer.save("model_0000001", iteration=1)
+    with pytest.raises(Exception):
+        checkpointer.save("model_0000001", iteration=2, unpicklable=lambda: None)
+    assert sorted(os.listdir(run)) == ["last_checkpoint", "model_0000001.pth"]
+    assert torch.load(run / "model_0000001.pth")["iteration"] == 1
+    assert (run / "last_checkpoint").read_text() == "model_0000001.pth"
+    # checkpoint, tag, failed checkpoint: three distinct temporaries next to their targets.
+    assert len(set(opened)) == 3 and all(is_temporary(path) and path.startswith(str(run)) for path in opened)

@@ -17,7 +17,6 @@ EXPECTED_DEFAULTS = {
     "UNBALANCED_LOSS_WEIGHT": 1.0, "BALANCED_LOSS_WEIGHT": 2.0, "FG_BG_LOSS_WEIGHT": 1.0,
     "WEIGHTED_INTER": False, "FIXED_ALPHA": -1.0, "SCALING": "official", "LOSS_NORMALIZATION": "sampled",
     "SCORE_MODE": "balanced",
-    "LOG_PERIOD": 20,
 }
 LDA_CONFIGS = ["mask_rcnn_R_50_FPN_1x.yaml", "mask_rcnn_R_50_FPN_2x.yaml", "mask_rcnn_R_50_FPN_3x.yaml",
                "mask_rcnn_R_101_FPN_1x.yaml", "mask_rcnn_X_101_32x4d_FPN_1x.yaml"]
@@ -27,6 +26,7 @@ def test_keys_and_defaults():
     cfg = get_cfg()
     add_lda_config(cfg)
     assert dict(cfg.MODEL.LDA) == EXPECTED_DEFAULTS
+    assert cfg.MODEL.ROI_BOX_HEAD.LOG_PERIOD == 20  # one log period, every predictor's
 
 
 def test_every_key_has_a_comment():
@@ -70,7 +70,8 @@ def test_c4_head_builds(synthetic_root):
 def test_lvis_configs_follow_table_4(name):
     cfg = model_zoo.get_config("LVIS-LDA/" + name)
     baseline = model_zoo.get_config("LVIS-LDA/baseline_" + name)
-    assert cfg.MODEL.ROI_HEADS.NAME == "LDAROIHeads" and baseline.MODEL.ROI_HEADS.NAME == "StandardROIHeads"
+    assert cfg.MODEL.ROI_HEADS.NAME == "PredictorROIHeads" and baseline.MODEL.ROI_HEADS.NAME == "StandardROIHeads"
+    assert cfg.MODEL.ROI_BOX_HEAD.PREDICTOR == "LDAOutputLayers"
     assert (cfg.MODEL.LDA.GAMMA, cfg.MODEL.LDA.BETA) == (1.5, 0.1)
     for c in (cfg, baseline):
         assert c.DATASETS.TRAIN == ("lvis_v1_train",) and c.DATASETS.TEST == ("lvis_v1_val",)
@@ -92,6 +93,7 @@ def test_lvis_configs_follow_table_4(name):
     assert (cfg.MODEL.LDA.SCALING, cfg.MODEL.LDA.BALANCED_LOSS_WEIGHT) == ("calibrated", 0.0031)
     # The baseline differs from LDA only by the ROI head (the MODEL.LDA keys act on the LDA head only).
     cfg.MODEL.ROI_HEADS.NAME = baseline.MODEL.ROI_HEADS.NAME
+    cfg.MODEL.ROI_BOX_HEAD.PREDICTOR = baseline.MODEL.ROI_BOX_HEAD.PREDICTOR
     cfg.MODEL.LDA = baseline.MODEL.LDA
     assert cfg == baseline
     # Plain detectron2 reads the baseline configs: they use no MODEL.LDA key.
@@ -122,4 +124,5 @@ def test_model_zoo_paths_and_errors():
 
 def test_model_zoo_get_builds_the_demo_model(synthetic_root, tmp_path):
     model = model_zoo.get("LVIS-LDA/synthetic_lt_demo.yaml", device="cpu")
-    assert not model.training and type(model.roi_heads) is lda_det.LDAROIHeads
+    assert not model.training and type(model.roi_heads) is lda_det.PredictorROIHeads
+    assert type(model.roi_heads.box_predictor) is lda_det.LDAOutputLayers

@@ -132,11 +132,12 @@ def test_lvis_v1_config_builds_without_lvis_data(monkeypatch, tmp_path):
     assert cfg.MODEL.EQL.LAMBDA == 0.0011 and cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler"
     # Only the ROI head and its keys differ from the baseline.
     cfg.MODEL.ROI_HEADS.NAME, cfg.MODEL.EQL = baseline.MODEL.ROI_HEADS.NAME, baseline.MODEL.EQL
+    cfg.MODEL.ROI_BOX_HEAD.PREDICTOR = baseline.MODEL.ROI_BOX_HEAD.PREDICTOR
     assert cfg == baseline
     cfg = model_zoo.get_config("LVIS-LDA/eql_mask_rcnn_R_50_FPN_1x.yaml")
     cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", ""
     model = build_model(cfg)
-    assert type(model.roi_heads) is lda_det.EQLROIHeads
+    assert type(model.roi_heads) is lda_det.PredictorROIHeads
     predictor = model.roi_heads.box_predictor
     assert predictor.cls_score.out_features == 1203 and int(predictor.num_images) == 99388
     # 815 classes below 0.0011: the count the official EQL prints for LVIS v1 (eqlv2 repo's table).
@@ -147,7 +148,7 @@ def test_tiny_training_and_eval_only_without_training_data(few_val_images, tmp_p
     """3 iterations on the synthetic set (lambda 0.02: its rarest classes are below it), then --eval-only
     without the training data: the frequencies come from the checkpoint."""
     trainer, loaded = train_then_eval_only(tmp_path, monkeypatch, [
-        "MODEL.ROI_HEADS.NAME", "EQLROIHeads", "MODEL.EQL.LAMBDA", 0.02, "MODEL.EQL.LOG_PERIOD", 1])
+        "MODEL.ROI_HEADS.NAME", "EQLROIHeads", "MODEL.EQL.LAMBDA", 0.02, "MODEL.ROI_BOX_HEAD.LOG_PERIOD", 1])
     trained = trainer.model.roi_heads.box_predictor
     assert isinstance(trained, EQLOutputLayers) and 0 < int(trained.rare_classes().sum()) < 24
     assert "fast_rcnn/cls_accuracy" in trainer.storage.histories()

@@ -10,7 +10,7 @@ from detectron2.utils.events import EventStorage
 
 import lda_det
 from lda_det import EQLv2OutputLayers, model_zoo
-from lda_det.eqlv2 import eqlv2_loss
+from lda_det.heads.eqlv2 import eqlv2_loss
 
 from ..helpers import free_port
 from .eql_helpers import few_val_images, train_then_eval_only  # noqa: F401 (a fixture)
@@ -164,11 +164,12 @@ def test_lvis_v1_config_builds_without_lvis_data(monkeypatch, tmp_path):
     baseline = model_zoo.get_config("LVIS-LDA/baseline_mask_rcnn_R_50_FPN_1x.yaml")
     assert (cfg.MODEL.EQLV2.GAMMA, cfg.MODEL.EQLV2.MU, cfg.MODEL.EQLV2.ALPHA) == (12.0, 0.8, 4.0)
     cfg.MODEL.ROI_HEADS.NAME, cfg.MODEL.EQLV2 = baseline.MODEL.ROI_HEADS.NAME, baseline.MODEL.EQLV2
+    cfg.MODEL.ROI_BOX_HEAD.PREDICTOR = baseline.MODEL.ROI_BOX_HEAD.PREDICTOR
     assert cfg == baseline  # same data (RFS 1e-3 kept), schedule and clipping
     cfg = model_zoo.get_config("LVIS-LDA/eqlv2_mask_rcnn_R_50_FPN_1x.yaml")
     cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", ""
     model = build_model(cfg)
-    assert type(model.roi_heads) is lda_det.EQLv2ROIHeads
+    assert type(model.roi_heads) is lda_det.PredictorROIHeads
     predictor = model.roi_heads.box_predictor
     assert predictor.cls_score.out_features == 1204 and predictor.pos_grad.shape == (1203,)
     assert {"pos_grad", "neg_grad", "pos_neg"} <= {k.split(".")[-1] for k in predictor.state_dict()}
@@ -199,7 +200,7 @@ def test_classifier_starts_as_the_official_head():
 
 def test_tiny_training_and_eval_only(few_val_images, tmp_path, monkeypatch):
     trainer, loaded = train_then_eval_only(tmp_path, monkeypatch, [
-        "MODEL.ROI_HEADS.NAME", "EQLv2ROIHeads", "MODEL.EQLV2.LOG_PERIOD", 1])
+        "MODEL.ROI_HEADS.NAME", "EQLv2ROIHeads", "MODEL.ROI_BOX_HEAD.LOG_PERIOD", 1])
     trained = trainer.model.roi_heads.box_predictor
     assert isinstance(trained, EQLv2OutputLayers)
     assert (trained.neg_grad > 0).all() and (trained.pos_grad > 0).any()

@@ -26,8 +26,10 @@ def test_lvis_config_builds_1203_class_model_without_lvis_data():
     assert (head.USE_SIGMOID_CE, head.USE_FED_LOSS, head.FED_LOSS_NUM_CLASSES, head.FED_LOSS_FREQ_WEIGHT_POWER) == (
         True, True, 50, 0.5)
     # Only the four federated-loss keys and the head (the same, with CenterNet2's bias) differ from the baseline.
-    assert (cfg.MODEL.ROI_HEADS.NAME, baseline.MODEL.ROI_HEADS.NAME) == ("FederatedROIHeads", "StandardROIHeads")
+    assert (cfg.MODEL.ROI_HEADS.NAME, baseline.MODEL.ROI_HEADS.NAME) == ("PredictorROIHeads", "StandardROIHeads")
+    assert cfg.MODEL.ROI_BOX_HEAD.PREDICTOR == "FederatedOutputLayers"
     cfg.MODEL.ROI_HEADS.NAME = baseline.MODEL.ROI_HEADS.NAME
+    cfg.MODEL.ROI_BOX_HEAD.PREDICTOR = baseline.MODEL.ROI_BOX_HEAD.PREDICTOR
     for key in ("USE_SIGMOID_CE", "USE_FED_LOSS", "FED_LOSS_NUM_CLASSES", "FED_LOSS_FREQ_WEIGHT_POWER"):
         cfg.MODEL.ROI_BOX_HEAD[key] = baseline.MODEL.ROI_BOX_HEAD[key]
     assert cfg == baseline

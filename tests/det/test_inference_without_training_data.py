@@ -131,7 +131,7 @@ def test_checkpoint_counts_win_over_recomputed_ones(synthetic_root, tmp_path, ca
     DetectionCheckpointer(source, save_dir=str(tmp_path)).save("model")
     target = build_model(tiny_cfg())  # counts of synthetic_lt_train
     assert target.roi_heads.box_predictor.class_counts.tolist() != saved_counts
-    with caplog.at_level(logging.WARNING, logger="lda_det.fast_rcnn"):
+    with caplog.at_level(logging.WARNING, logger="lda_det.heads.lda"):
         DetectionCheckpointer(target).load(str(tmp_path / "model.pth"))
     predictor = target.roi_heads.box_predictor
     assert predictor.class_counts.tolist() == saved_counts

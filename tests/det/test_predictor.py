@@ -107,6 +107,8 @@ def test_box_regression_is_fast_rcnn_s():
     with EventStorage(0):
         plain_losses = plain.losses(plain(features), proposals)
     torch.testing.assert_close(losses["loss_box_reg"], plain_losses["loss_box_reg"])
+    # detectron2's own FastRCNNOutputLayers.box_reg_loss: the same value to the last bit.
+    assert torch.equal(losses["loss_box_reg"], plain_losses["loss_box_reg"])
     assert losses["loss_box_reg"] > 0
 
 

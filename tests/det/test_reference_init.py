@@ -28,7 +28,7 @@ from scipy import stats
 from torch import nn
 
 from lda_det import EQLOutputLayers, FederatedOutputLayers, SeesawOutputLayers, add_lda_config, model_zoo
-from lda_det.seesaw import NormedLinear
+from lda_det.heads.seesaw import NormedLinear
 
 DIM, NUM_CLASSES = 256, 200  # 51,200 classifier weights: enough for the law tests, a fraction of a second
 BOX = Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0))

@@ -75,8 +75,9 @@ def test_box_predictor_heads_are_told_apart(synthetic_root):
 
 def test_loss_scale_refuses_a_config_without_an_lda_head_and_no_gpus(loss_scale_tool, capsys):
     cfg = model_zoo.get_config("LVIS-LDA/eqlv2_mask_rcnn_R_50_FPN_1x.yaml")
-    with pytest.raises(ValueError, match=r"^MODEL.ROI_HEADS.NAME is EQLv2ROIHeads: loss_scale.py tabulates the "
-                                         r"terms of LDA's loss, which only LDAROIHeads and LDARes5ROIHeads have$"):
+    with pytest.raises(ValueError, match=r"^MODEL.ROI_HEADS.NAME PredictorROIHeads builds the box predictor "
+                                         r"EQLv2OutputLayers: loss_scale.py tabulates the terms of LDA's loss, "
+                                         r"which only LDAOutputLayers has$"):
         loss_scale_tool.loss_scale(cfg, 1)
     config = model_zoo.get_config_file("LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml")
     for gpus in ("0", "-2"):

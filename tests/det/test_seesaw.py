@@ -16,8 +16,8 @@ from detectron2.modeling import ROI_HEADS_REGISTRY, build_model
 from detectron2.utils.events import EventStorage
 
 import lda_det
-from lda_det import SeesawOutputLayers, SeesawROIHeads, add_lda_config, model_zoo
-from lda_det.seesaw import NormedLinear, seesaw_cross_entropy, seesaw_log_factors
+from lda_det import PredictorROIHeads, SeesawOutputLayers, SeesawROIHeads, add_lda_config, model_zoo
+from lda_det.heads.seesaw import NormedLinear, seesaw_cross_entropy, seesaw_log_factors
 
 from ..dispatched_ops import SYNCING_OPS, RecordOps
 from ..helpers import free_port
@@ -270,7 +270,7 @@ def test_normed_linear_is_a_scaled_cosine():
 
 
 EXPECTED_DEFAULTS = {"P": 0.8, "Q": 2.0, "EPS": 0.01, "LOSS_WEIGHT": 1.0, "COSINE_CLASSIFIER": True,
-                     "TEMPERATURE": 20.0, "LOG_PERIOD": 20}
+                     "TEMPERATURE": 20.0}
 
 
 def test_keys_defaults_comments_and_registry():
@@ -289,17 +289,19 @@ def test_lvis_config_builds_a_1203_class_model_without_data(monkeypatch, tmp_pat
     cfg = model_zoo.get_config("LVIS-LDA/seesaw_mask_rcnn_R_50_FPN_1x.yaml")
     baseline = model_zoo.get_config("LVIS-LDA/baseline_mask_rcnn_R_50_FPN_1x.yaml")
     # Same data (RFS 1e-3), schedule and clipping as the baseline: only the ROI head differs.
-    assert cfg.MODEL.ROI_HEADS.NAME == "SeesawROIHeads"
+    assert cfg.MODEL.ROI_HEADS.NAME == "PredictorROIHeads" and cfg.MODEL.ROI_BOX_HEAD.PREDICTOR == "SeesawOutputLayers"
     assert cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler" and cfg.DATALOADER.REPEAT_THRESHOLD == 1e-3
     assert dict(cfg.MODEL.SEESAW) == EXPECTED_DEFAULTS
+    predictor_name = cfg.MODEL.ROI_BOX_HEAD.PREDICTOR
     cfg.MODEL.ROI_HEADS.NAME = baseline.MODEL.ROI_HEADS.NAME
+    cfg.MODEL.ROI_BOX_HEAD.PREDICTOR = baseline.MODEL.ROI_BOX_HEAD.PREDICTOR
     assert cfg == baseline
-    cfg.MODEL.ROI_HEADS.NAME = "SeesawROIHeads"
+    cfg.MODEL.ROI_HEADS.NAME, cfg.MODEL.ROI_BOX_HEAD.PREDICTOR = "PredictorROIHeads", predictor_name
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
     model = build_model(cfg)
     predictor = model.roi_heads.box_predictor
-    assert type(model.roi_heads) is SeesawROIHeads and type(predictor) is SeesawOutputLayers
+    assert type(model.roi_heads) is PredictorROIHeads and type(predictor) is SeesawOutputLayers
     assert isinstance(predictor.cls_score, NormedLinear) and predictor.cls_score.out_features == 1203 + 2
     assert predictor.class_counts.shape == (1203,) and model.roi_heads.mask_head.predictor.out_channels == 1203
 

@@ -2,20 +2,24 @@
 
 Loading is DetectionCheckpointer's (our checkpoints, detectron2's ImageNet .pkl
 backbones, model-zoo .pkl / .pth files); a plain Mask R-CNN's (C+1)-way classifier
-is converted by LDAOutputLayers when its state dict is loaded.
+is converted by LDAOutputLayers when its state dict is loaded. A ``.pth`` is read with
+``weights_only=True`` (lda_common.checkpoint_io): a crafted one is refused in one line naming it, and runs
+nothing. A ``.pkl`` is a pickle by design (detectron2 reads it with pickle.load): load .pkl files from
+trusted sources only.
 
 ``HeadCheckingCheckpointer`` (--eval-only, model_zoo.get) refuses weights whose box predictor is
 another head's (e.g. EQLv2 weights under StandardROIHeads): loading them would drop that head's
 layers and statistics with a warning, and evaluate a model that is neither.
 """
-import os
+import contextlib
 import re
 from typing import Iterable, Optional
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from lda_common.atomic_files import atomic_save, atomic_write_text
+from lda_common.atomic_files import atomic_path
+from lda_common.checkpoint_io import load_checkpoint
 
 PLAIN_HEAD = "StandardROIHeads"
 # (head, box-predictor entries no other head of this project has), in the order they are tested:
@@ -55,25 +59,45 @@ def check_box_predictor(model: torch.nn.Module, state_keys: Iterable[str], sourc
                      f"of a {built} model")
 
 
-class AtomicDetectionCheckpointer(DetectionCheckpointer):
-    def save(self, name: str, **kwargs) -> None:
-        """As fvcore's Checkpointer.save, but through a temporary file and os.replace (lda_common.atomic_files)."""
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict()}
-        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        save_file = os.path.join(self.save_dir, basename)
-        self.logger.info(f"Saving checkpoint to {save_file}")
-        os.makedirs(self.save_dir, exist_ok=True)
-        atomic_save(data, save_file)
-        self.tag_last_checkpoint(basename)
+class AtomicPathManager:
+    """A PathManager whose local files opened for writing are written under a temporary name and renamed over
+    their path when closed (lda_common.atomic_files.atomic_path); everything else is the wrapped one's.
 
-    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        if not self.save_to_disk:
+    fvcore's Checkpointer.save and tag_last_checkpoint write through ``self.path_manager.open`` in a
+    ``with`` block, so with this one they stay fvcore's own and still never leave a half-written file.
+    URIs ("scheme://...") go to their handler unchanged: os.replace means nothing to a remote store."""
+
+    def __init__(self, path_manager):
+        self._path_manager = path_manager
+
+    def __getattr__(self, name):
+        return getattr(self._path_manager, name)
+
+    @contextlib.contextmanager
+    def open(self, path: str, mode: str = "r", **kwargs):
+        if "w" not in mode or "://" in path:
+            with self._path_manager.open(path, mode, **kwargs) as handle:
+                yield handle
             return
-        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+        with atomic_path(path) as tmp, self._path_manager.open(tmp, mode, **kwargs) as handle:
+            yield handle
+
+
+class AtomicDetectionCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer whose checkpoints and last_checkpoint tag are written atomically."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.path_manager = AtomicPathManager(self.path_manager)
+
+    def save(self, name: str, **kwargs) -> None:
+        if self.save_dir and self.save_to_disk:
+            self.path_manager.mkdirs(self.save_dir)  # fvcore's save expects the directory to exist
+        super().save(name, **kwargs)
+
+    def _torch_load(self, filename: str):
+        # weights_only loading (lda_common.checkpoint_io): a .pth from elsewhere cannot run code.
+        return load_checkpoint(self.path_manager.get_local_path(filename))
 
 
 class HeadCheckingCheckpointer(AtomicDetectionCheckpointer):

@@ -13,6 +13,11 @@ def add_lda_config(cfg):
     add_federated_config(_C)
     add_decoupling_config(_C)
     add_evaluation_config(_C)
+    # Name of the box predictor in lda_det.heads.BOX_PREDICTOR_REGISTRY that PredictorROIHeads builds.
+    _C.MODEL.ROI_BOX_HEAD.PREDICTOR = "FastRCNNOutputLayers"
+    # The predictor logs its own statistics (LDA's alpha and delta acc, the others' accuracies and class
+    # weights) every this many iterations: each log is a host sync, so not every step.
+    _C.MODEL.ROI_BOX_HEAD.LOG_PERIOD = 20
     _C.MODEL.LDA = CN()
     # Exponent `gamma` of the balance factor alpha = (delta acc)^gamma (Eq. 6).
     _C.MODEL.LDA.GAMMA = 1.5
@@ -60,8 +65,6 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.SCALING = "official"
     # Inference score p(fg) * softmax(.)(c) with h ("balanced", the paper) or h' ("unbalanced").
     _C.MODEL.LDA.SCORE_MODE = "balanced"
-    # Log alpha, delta acc and the loss terms every this many iterations (a host sync each time).
-    _C.MODEL.LDA.LOG_PERIOD = 20
 
 
 def add_evaluation_config(cfg):
@@ -94,8 +97,6 @@ def add_seesaw_config(cfg):
     _C.MODEL.SEESAW.COSINE_CLASSIFIER = True
     # Temperature `tau` scaling the cosine logits (mmdet NormedLinear tempearture=20).
     _C.MODEL.SEESAW.TEMPERATURE = 20.0
-    # Log the objectness / class accuracies every this many iterations (a host sync each time).
-    _C.MODEL.SEESAW.LOG_PERIOD = 20
 
 
 def add_federated_config(cfg):
@@ -134,8 +135,6 @@ def add_eql_config(cfg):
     # Prior probability `pi` of the C sigmoid classifiers at initialisation, bias -log((1 - pi) / pi)
     # (official eql.detectron2, projects/EQL/eql/cfg.py PRIOR_PROB = 0.001, fast_rcnn.py).
     _C.MODEL.EQL.PRIOR_PROB = 0.001
-    # Log the classification accuracy every this many iterations (a host sync each time).
-    _C.MODEL.EQL.LOG_PERIOD = 20
 
 
 def add_eqlv2_config(cfg):
@@ -156,5 +155,3 @@ def add_eqlv2_config(cfg):
     # (official eqlv2 mmdet/models/roi_heads/bbox_heads/convfc_bbox_head.py init_weights: bias_init_with_prob(0.001));
     # detectron2's bias of 0 would start 1,204 columns at p = 0.5, a first loss of ~1204 log 2 per proposal.
     _C.MODEL.EQLV2.PRIOR_PROB = 0.001
-    # Log the classification accuracy and the class weights every this many iterations (a host sync).
-    _C.MODEL.EQLV2.LOG_PERIOD = 20

@@ -14,6 +14,8 @@ from typing import Any, Dict, List
 
 from detectron2.config import CfgNode
 
+from lda_common.config_keys import flatten_config
+
 __all__ = ["RESUMABLE_KEYS", "ResumeRefused", "resume_config_changes", "check_resume_config"]
 
 # What a resumed run may change: how often it logs, evaluates and checkpoints, its data-loading workers,
@@ -26,16 +28,6 @@ class ResumeRefused(ValueError):
     """--resume was asked to continue a run with other settings than it was started with."""
 
 
-def _flatten(node, prefix: str = "") -> Dict[str, Any]:
-    flat = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _resumable(key: str) -> bool:
     return key in RESUMABLE_KEYS or key.endswith("LOG_PERIOD")
 
@@ -43,7 +35,7 @@ def _resumable(key: str) -> bool:
 def resume_config_changes(saved: CfgNode, cfg: CfgNode) -> List[str]:
     """"KEY old -> new" for every key outside RESUMABLE_KEYS (and the log periods) that differs."""
     # Through YAML and back, as config.yaml was written: tuples (nested too) read as lists on both sides.
-    old, new = (_flatten(CfgNode.load_cfg(node.dump())) for node in (saved, cfg))
+    old, new = (flatten_config(CfgNode.load_cfg(node.dump())) for node in (saved, cfg))
     return [f"{key} {old.get(key, '(not a key)')!r} -> {new.get(key, '(not a key)')!r}"
             for key in sorted(set(old) | set(new)) if not _resumable(key) and old.get(key) != new.get(key)]
 

@@ -8,8 +8,10 @@ RUN_DIR is a train_net.py output directory. From each run it reads
 
 * the classifier weights of its checkpoint (``--weights``, default the file named in
   RUN_DIR/last_checkpoint, else model_final.pth): h (``box_predictor.balanced_score``)
-  and h' (``unbalanced_score``) of an LDA head, or the foreground rows of a plain
-  Fast R-CNN ``cls_score`` (the background row dropped) for a baseline;
+  and h' (``unbalanced_score``) of an LDA head, else the C category rows of ``cls_score``,
+  the extra rows dropped: every head of lda_det keeps its categories first, then
+  detectron2's background row (baseline, federated, EQL, EQLv2: C + 1 rows) or Seesaw's
+  two objectness rows (C + 2);
 * the detections LVISEvaluator wrote (``--results``, default
   RUN_DIR/inference/lvis_instances_results.json), scored per category with the LVIS API;
 * alpha and delta acc over iterations from RUN_DIR/metrics.json (LDA runs).
@@ -41,6 +43,7 @@ logger = logging.getLogger("lda_det.analyze")
 
 LDA_ROLES = {"h": "balanced_score.weight", "h'": "unbalanced_score.weight"}
 BASELINE_KEY = "cls_score.weight"
+EXTRA_ROWS = {1: "background (softmax / sigmoid heads)", 2: "Seesaw's objectness"}  # after the C categories
 RESULTS_FILE = os.path.join("inference", "lvis_instances_results.json")
 LVIS_FREQUENCY = {"f": "many", "c": "medium", "r": "few"}
 
@@ -87,10 +90,11 @@ def classifier_weights(state: Dict[str, np.ndarray], num_classes: int, source: s
         if key is None:
             raise ValueError(f"{source}: no box predictor classifier found (looked for keys ending in "
                              f"{', '.join(list(LDA_ROLES.values()) + [BASELINE_KEY])})")
-        if state[key].shape[0] != num_classes + 1:
-            raise ValueError(f"{source}: {key} has {state[key].shape[0]} rows, expected {num_classes + 1} "
-                             f"({num_classes} categories of the ground truth + background)")
-        found["h"] = state[key][:num_classes]  # detectron2 puts the background last
+        if state[key].shape[0] - num_classes not in EXTRA_ROWS:
+            expected = " or ".join(f"{num_classes + extra} ({num_classes} categories of the ground truth + {what})"
+                                   for extra, what in EXTRA_ROWS.items())
+            raise ValueError(f"{source}: {key} has {state[key].shape[0]} rows, expected {expected}")
+        found["h"] = state[key][:num_classes]
     for role, weight in found.items():
         if weight.shape[0] != num_classes:
             raise ValueError(f"{source}: classifier {role} has {weight.shape[0]} rows, the ground truth has "

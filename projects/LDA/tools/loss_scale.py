@@ -31,7 +31,6 @@ import numpy as np
 from lda_common.cli import add_debug_flag, message_of, run_cli
 
 DELTA_ACCS = (1.0, 5.0, 10.0, 20.0, 40.0)  # percentage points
-LDA_HEADS = ("LDAROIHeads", "LDARes5ROIHeads")
 
 
 def _setup_cfg(config_file: str, opts: Sequence[str]):
@@ -57,11 +56,13 @@ def sampled_class_distribution(cfg, num_classes: int):
 def loss_scale(cfg, num_gpus: int, delta_accs: Sequence[float] = DELTA_ACCS) -> Dict:
     """The numbers loss_scale.py prints, as a dict (see the module docstring)."""
     from lda_det.class_counts import class_counts_from_config
+    from lda_det.roi_heads import box_predictor_name
 
     lda, heads = cfg.MODEL.LDA, cfg.MODEL.ROI_HEADS
-    if heads.NAME not in LDA_HEADS:  # the other heads' losses have none of these terms
-        raise ValueError(f"MODEL.ROI_HEADS.NAME is {heads.NAME}: loss_scale.py tabulates the terms of LDA's loss, "
-                         f"which only {' and '.join(LDA_HEADS)} have")
+    predictor = box_predictor_name(cfg)
+    if predictor != "LDAOutputLayers":  # the other heads' losses have none of these terms
+        raise ValueError(f"MODEL.ROI_HEADS.NAME {heads.NAME} builds the box predictor {predictor}: loss_scale.py "
+                         f"tabulates the terms of LDA's loss, which only LDAOutputLayers has")
     if num_gpus < 1:
         raise ValueError(f"--num-gpus must be at least 1, got {num_gpus}")
     if cfg.SOLVER.IMS_PER_BATCH % num_gpus:

@@ -25,15 +25,15 @@ from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
 from detectron2.structures import Instances
+from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
-from .proposals import sampled_targets
+from ..proposals import sampled_targets
+from .registry import BOX_PREDICTOR_REGISTRY
 
-__all__ = ["EQLv2OutputLayers", "EQLv2ROIHeads", "eqlv2_loss", "gradient_statistics"]
+__all__ = ["EQLv2OutputLayers", "eqlv2_loss", "gradient_statistics"]
 
 # The official code's g_j before the first step: any ratio well above mu makes every weight 1.
 INITIAL_GRADIENT_RATIO = 100.0
@@ -66,6 +66,7 @@ def gradient_statistics(logits: torch.Tensor, targets: torch.Tensor, weight: tor
     return torch.stack([positive, negative])[:, :-1]
 
 
+@BOX_PREDICTOR_REGISTRY.register()
 class EQLv2OutputLayers(FastRCNNOutputLayers):
     """FastRCNNOutputLayers with C + 1 sigmoid classifiers and Equalization Loss v2."""
 
@@ -101,7 +102,7 @@ class EQLv2OutputLayers(FastRCNNOutputLayers):
         ret = super().from_config(cfg, input_shape)
         eqlv2 = cfg.MODEL.EQLV2
         ret.update({"gamma": eqlv2.GAMMA, "mu": eqlv2.MU, "alpha": eqlv2.ALPHA,
-                    "test_with_obj": eqlv2.TEST_WITH_OBJ, "log_period": eqlv2.LOG_PERIOD,
+                    "test_with_obj": eqlv2.TEST_WITH_OBJ, "log_period": cfg.MODEL.ROI_BOX_HEAD.LOG_PERIOD,
                     "prior_prob": eqlv2.PRIOR_PROB})
         return ret
 
@@ -131,7 +132,7 @@ class EQLv2OutputLayers(FastRCNNOutputLayers):
         # Contiguous: all_reduce of a strided view (the (2, C + 1) sums without background) is not
         # reduced correctly by gloo.
         statistics = statistics.to(self.pos_grad.dtype).contiguous()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if comm.get_world_size() > 1:
             dist.all_reduce(statistics)
         self.pos_grad += statistics[0]
         self.neg_grad += statistics[1]
@@ -156,13 +157,3 @@ class EQLv2OutputLayers(FastRCNNOutputLayers):
             class_probs = class_probs * (1 - background)
         return torch.cat([class_probs, background], dim=1).split([len(p) for p in proposals], dim=0)
 
-
-@ROI_HEADS_REGISTRY.register()
-class EQLv2ROIHeads(StandardROIHeads):
-    """StandardROIHeads with the EQLv2 box predictor."""
-
-    @classmethod
-    def _init_box_head(cls, cfg, input_shape):
-        ret = super()._init_box_head(cfg, input_shape)
-        ret["box_predictor"] = EQLv2OutputLayers(cfg, ret["box_head"].output_shape)
-        return ret

@@ -25,18 +25,17 @@ from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from .class_counts import image_frequency_for_model
-from .proposals import sampled_targets
+from ..class_counts import image_frequency_for_model
+from ..proposals import sampled_targets
+from .registry import BOX_PREDICTOR_REGISTRY
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EQLOutputLayers", "EQLROIHeads", "equalization_loss"]
+__all__ = ["EQLOutputLayers", "equalization_loss"]
 
 
 def equalization_loss(logits: torch.Tensor, gt_classes: torch.Tensor, rare: torch.Tensor) -> torch.Tensor:
@@ -55,6 +54,7 @@ def equalization_loss(logits: torch.Tensor, gt_classes: torch.Tensor, rare: torc
     return (weight * bce).sum() / max(num_proposals, 1)
 
 
+@BOX_PREDICTOR_REGISTRY.register()
 class EQLOutputLayers(FastRCNNOutputLayers):
     """FastRCNNOutputLayers with C sigmoid classifiers and the Equalization Loss."""
 
@@ -99,7 +99,7 @@ class EQLOutputLayers(FastRCNNOutputLayers):
             "num_images": 0 if frequency is None else frequency[1],
             "lambda_": cfg.MODEL.EQL.LAMBDA,
             "prior_prob": cfg.MODEL.EQL.PRIOR_PROB,
-            "log_period": cfg.MODEL.EQL.LOG_PERIOD,
+            "log_period": cfg.MODEL.ROI_BOX_HEAD.LOG_PERIOD,
         })
         return ret
 
@@ -145,13 +145,3 @@ class EQLOutputLayers(FastRCNNOutputLayers):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
-
-@ROI_HEADS_REGISTRY.register()
-class EQLROIHeads(StandardROIHeads):
-    """StandardROIHeads with the EQL box predictor."""
-
-    @classmethod
-    def _init_box_head(cls, cfg, input_shape):
-        ret = super()._init_box_head(cfg, input_shape)
-        ret["box_predictor"] = EQLOutputLayers(cfg, ret["box_head"].output_shape)
-        return ret

@@ -23,15 +23,16 @@ from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, cross_entropy, nonzero_tuple
-from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
+from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
 from lda_core import LDALoss
 
-from .class_counts import class_counts_for_model
-from .proposals import sampled_targets
+from ..class_counts import class_counts_for_model
+from ..proposals import sampled_targets
+from .registry import BOX_PREDICTOR_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class LDAClassification(NamedTuple):
     projection: Optional[torch.Tensor]  # (R, D), g(x); None at inference
 
 
+@BOX_PREDICTOR_REGISTRY.register()
 class LDAOutputLayers(FastRCNNOutputLayers):
     """Fast R-CNN output layers with LDA's fg/bg, h', h and projection heads.
 
@@ -142,7 +144,7 @@ class LDAOutputLayers(FastRCNNOutputLayers):
             "scaling": lda.SCALING,
             "loss_normalization": lda.LOSS_NORMALIZATION,
             "score_mode": lda.SCORE_MODE,
-            "log_period": lda.LOG_PERIOD,
+            "log_period": cfg.MODEL.ROI_BOX_HEAD.LOG_PERIOD,
             "batch_size_per_image": cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE,
         })
         return ret
@@ -171,10 +173,9 @@ class LDAOutputLayers(FastRCNNOutputLayers):
             raise RuntimeError("LDAOutputLayers has no class counts n_y to train with: the files of "
                                "DATASETS.TRAIN were not on disk when the model was built and no checkpoint "
                                "carrying them was loaded (see lda_det.class_counts)")
+        # The LDA part uses the positives' mask, not their indices: the one nonzero (host sync) of a
+        # step is that of detectron2's box_reg_loss.
         is_foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
-        # The positives' indices: the one nonzero (host sync) of Fast R-CNN's box loss; the LDA
-        # part below uses the mask instead.
-        fg_inds = nonzero_tuple(is_foreground)[0]
 
         # Ignored proposals (label -1) get cross-entropy's ignore index.
         fg_bg_targets = torch.where(gt_classes >= 0, (~is_foreground).long(), torch.full_like(gt_classes, -100))
@@ -183,8 +184,8 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         loss_lda = lda["loss"]
         if self.loss_normalization == "sampled":
             loss_lda = loss_lda * self._positive_fraction(is_foreground)
-        loss_box_reg = self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes, fg_inds)
-        self._log(classification, gt_classes, fg_bg_targets, fg_inds, lda)
+        loss_box_reg = self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes)
+        self._log(classification, gt_classes, fg_bg_targets, is_foreground, lda)
         return {
             "loss_fg_bg": self.fg_bg_loss_weight * loss_fg_bg,
             "loss_lda": loss_lda,
@@ -215,34 +216,20 @@ class LDAOutputLayers(FastRCNNOutputLayers):
         Eq. 9 times this gives a positive the weight it has in Fast R-CNN's cross-entropy (a mean
         over the sampled proposals): with "calibrated" scaling, R_s(h') x #pos / #sampled is
         exactly Fast R-CNN's mean CE over the global batch, and the balanced term keeps its
-        coefficient relative to R_s(h') (see projects/LDA/README.md, "Loss scale").
+        coefficient relative to R_s(h') (see docs/loss.md, "Detection: the coefficient on LVIS").
         """
         counts = torch.stack([is_foreground.sum(), torch.tensor(is_foreground.numel(), device=is_foreground.device)])
         counts = counts.to(torch.float64)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if comm.get_world_size() > 1:
             dist.all_reduce(counts)
         return (counts[0] / counts[1].clamp(min=1)).to(torch.float32)
 
-    def box_reg_loss(self, proposal_boxes, gt_boxes, pred_deltas, gt_classes, fg_inds=None):
-        """FastRCNNOutputLayers.box_reg_loss, taking the positives' indices when known."""
-        if fg_inds is None:
-            fg_inds = nonzero_tuple((gt_classes >= 0) & (gt_classes < self.num_classes))[0]
-        box_dim = proposal_boxes.shape[1]
-        if pred_deltas.shape[1] == box_dim:  # class-agnostic regression
-            fg_pred_deltas = pred_deltas[fg_inds]
-        else:
-            fg_pred_deltas = pred_deltas.view(-1, self.num_classes, box_dim)[fg_inds, gt_classes[fg_inds]]
-        loss_box_reg = _dense_box_regression_loss(
-            [proposal_boxes[fg_inds]], self.box2box_transform, [fg_pred_deltas.unsqueeze(0)],
-            [gt_boxes[fg_inds]], ..., self.box_reg_loss_type, self.smooth_l1_beta)
-        # Normalised by all sampled regions, as detectron2 does (see its comment).
-        return loss_box_reg / max(gt_classes.numel(), 1.0)
-
     @torch.no_grad()
-    def _log(self, classification, gt_classes, fg_bg_targets, fg_inds, lda) -> None:
+    def _log(self, classification, gt_classes, fg_bg_targets, is_foreground, lda) -> None:
         storage = get_event_storage()
         if storage.iter % self.log_period != 0:
             return
+        fg_inds = nonzero_tuple(is_foreground)[0]
         positive_targets = gt_classes[fg_inds]
         num_labelled = (fg_bg_targets >= 0).sum().clamp(min=1)
         num_positives = positive_targets.numel()

@@ -36,13 +36,13 @@ from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
+from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
-from .proposals import sampled_targets
+from ..proposals import sampled_targets
+from .registry import BOX_PREDICTOR_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ def seesaw_cross_entropy(class_logits: torch.Tensor, targets: torch.Tensor, clas
     return F.cross_entropy(adjusted, targets, reduction="none")
 
 
+@BOX_PREDICTOR_REGISTRY.register()
 class SeesawOutputLayers(FastRCNNOutputLayers):
     """Fast R-CNN output layers with a (C + 2)-way classifier trained with Seesaw Loss.
 
@@ -160,7 +161,7 @@ class SeesawOutputLayers(FastRCNNOutputLayers):
             "seesaw_loss_weight": seesaw.LOSS_WEIGHT,
             "cosine_classifier": seesaw.COSINE_CLASSIFIER,
             "temperature": seesaw.TEMPERATURE,
-            "log_period": seesaw.LOG_PERIOD,
+            "log_period": cfg.MODEL.ROI_BOX_HEAD.LOG_PERIOD,
         })
         return ret
 
@@ -218,10 +219,9 @@ class SeesawOutputLayers(FastRCNNOutputLayers):
         index = torch.where(is_foreground, gt_classes, torch.zeros_like(gt_classes)).to(step.device)
         step.scatter_add_(0, index, is_foreground.to(step))
         step[self.num_classes] = (gt_classes >= 0).sum()
-        world_size = 1
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        world_size = comm.get_world_size()
+        if world_size > 1:
             dist.all_reduce(step)
-            world_size = dist.get_world_size()
         self.class_counts += step[:self.num_classes]
         # mmdet's avg_factor = max(#labelled, 1); per rank, the global number / world size.
         return (step[self.num_classes].to(torch.float32) / world_size).clamp(min=1.0)
@@ -247,13 +247,3 @@ class SeesawOutputLayers(FastRCNNOutputLayers):
         probs = torch.cat([F.softmax(class_logits, dim=-1) * objectness[:, :1], objectness[:, 1:]], dim=1)
         return probs.split([len(p) for p in proposals], dim=0)
 
-
-@ROI_HEADS_REGISTRY.register()
-class SeesawROIHeads(StandardROIHeads):
-    """StandardROIHeads with the Seesaw box predictor (sampling, box and mask heads unchanged)."""
-
-    @classmethod
-    def _init_box_head(cls, cfg, input_shape):
-        ret = super()._init_box_head(cfg, input_shape)
-        ret["box_predictor"] = SeesawOutputLayers(cfg, ret["box_head"].output_shape)
-        return ret

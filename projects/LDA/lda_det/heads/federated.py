@@ -17,11 +17,10 @@ import math
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from .registry import BOX_PREDICTOR_REGISTRY
 
-__all__ = ["FederatedOutputLayers", "FederatedROIHeads", "prior_bias"]
+__all__ = ["FederatedOutputLayers", "prior_bias"]
 
 
 def prior_bias(prior_prob: float) -> float:
@@ -31,6 +30,7 @@ def prior_bias(prior_prob: float) -> float:
     return -math.log((1 - prior_prob) / prior_prob)
 
 
+@BOX_PREDICTOR_REGISTRY.register()
 class FederatedOutputLayers(FastRCNNOutputLayers):
     """detectron2's sigmoid / federated FastRCNNOutputLayers, classifier bias at CenterNet2's prior."""
 
@@ -53,13 +53,3 @@ class FederatedOutputLayers(FastRCNNOutputLayers):
         ret["prior_prob"] = cfg.MODEL.FEDERATED.PRIOR_PROB
         return ret
 
-
-@ROI_HEADS_REGISTRY.register()
-class FederatedROIHeads(StandardROIHeads):
-    """StandardROIHeads with the federated box predictor (sampling, box head, box regression, masks unchanged)."""
-
-    @classmethod
-    def _init_box_head(cls, cfg, input_shape):
-        ret = super()._init_box_head(cfg, input_shape)
-        ret["box_predictor"] = FederatedOutputLayers(cfg, ret["box_head"].output_shape)
-        return ret
