@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import re
-import socket
 
 import pytest
 from detectron2.engine import launch
@@ -13,11 +12,13 @@ from detectron2.evaluation import LVISEvaluator
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 
 from lda_det import model_zoo, restore_numpy_aliases
+from lda_common.atomic_files import is_temporary
 from lda_det.data import ensure_available, synthetic_lt, synthetic_lvis_profile
 from lda_det.data.lvis_sized import generated_detections, lvis_sized_ground_truth
 from lda_det.evaluation import MANIFEST, RESULTS_FILE, ShardedLVISEvaluator, shard_directory
 from lda_det.evaluation import sharded_lvis
 
+from ..helpers import free_port
 from .conftest import DEMO_CONFIG, load_train_net
 from .lvis_eval_helpers import model_outputs, register_json, run_evaluator
 from .lvis_eval_worker import sharded_evaluation_on_rank
@@ -25,12 +26,6 @@ from .lvis_eval_worker import sharded_evaluation_on_rank
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 TOLERANCE = 1e-4
 PROFILE_VAL = "synthetic_lvis_profile_val"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _assert_equal_metrics(ours, reference):
@@ -113,7 +108,7 @@ def test_two_ranks_equal_one_rank_and_the_shards_evaluate_again_without_the_mode
                              gt["images"], detections)
     output_dir = tmp_path / "run" / "inference"
     result_file = str(tmp_path / "two_ranks.json")
-    launch(sharded_evaluation_on_rank, 2, dist_url=f"tcp://127.0.0.1:{_free_port()}",
+    launch(sharded_evaluation_on_rank, 2, dist_url=f"tcp://127.0.0.1:{free_port()}",
            args=(json_file, PROFILE_VAL, str(output_dir), 100, result_file))
     with open(result_file) as f:
         two_ranks = json.load(f)
@@ -156,7 +151,7 @@ def test_a_failed_evaluation_leaves_the_shards_and_a_new_inference_invalidates_t
         ShardedLVISEvaluator(PROFILE_VAL, str(tmp_path)).evaluate_from_shards()
     # The next inference discards the killed one's temporary file.
     run_evaluator(ShardedLVISEvaluator(PROFILE_VAL, str(tmp_path)), gt["images"][:2], detections[:2])
-    assert not [name for name in os.listdir(shard_directory(str(tmp_path), PROFILE_VAL)) if ".tmp-" in name]
+    assert not [name for name in os.listdir(shard_directory(str(tmp_path), PROFILE_VAL)) if is_temporary(name)]
 
 
 def test_malformed_shards_are_named(profile_val, tmp_path):

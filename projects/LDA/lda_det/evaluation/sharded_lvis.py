@@ -18,6 +18,7 @@ detectron2's LVISEvaluator keeps every prediction of a rank in memory, pickles t
   without the model. A new inference removes the manifest first, so shards of an inference that did
   not finish are never read.
 """
+import contextlib
 import glob
 import json
 import logging
@@ -25,7 +26,6 @@ import os
 import re
 import tempfile
 import time
-import uuid
 from array import array
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence
@@ -39,6 +39,8 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
+
+from lda_common.atomic_files import atomic_path, atomic_write_json, is_temporary, temporary_path
 
 from .lvis_metrics import CHUNK_OBJECTS, METRICS, DetectionTable, LVISGroundTruth, evaluate_lvis
 
@@ -59,25 +61,6 @@ def shard_name(rank: int, world_size: int) -> str:
     return f"shard-{rank:05d}-of-{world_size:05d}.jsonl"
 
 
-def _temporary_path(path: str) -> str:
-    """A unique name beside ``path``, for a write that ends with an atomic os.replace onto ``path``."""
-    directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}")
-
-
-def _atomic_write_json(path: str, data) -> None:
-    tmp = _temporary_path(path)
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 class ShardWriter:
     """One rank's predictions, one JSON line per image, renamed into place by ``close``.
 
@@ -86,7 +69,7 @@ class ShardWriter:
 
     def __init__(self, path: str):
         self.path = path
-        self.tmp = _temporary_path(path)
+        self.tmp = temporary_path(path)
         self._file = open(self.tmp, "wb")
         self.images = self.instances = self.bytes = 0
         self.masks = None  # True / False once an instance was written
@@ -154,8 +137,9 @@ class ShardedLVISEvaluator(DatasetEvaluator):
             if os.path.exists(manifest):
                 os.remove(manifest)
         path = os.path.join(self._shard_dir, shard_name(rank, world_size))
-        for stale in glob.glob(os.path.join(self._shard_dir, f".{os.path.basename(path)}.tmp-*")):
-            os.remove(stale)  # this rank's shard of an inference that was killed
+        for stale in glob.glob(f"{glob.escape(path)}.*.tmp"):
+            if is_temporary(stale):
+                os.remove(stale)  # this rank's shard of an inference that was killed
         self._writer = ShardWriter(path)
 
     def process(self, inputs, outputs):
@@ -208,9 +192,9 @@ class ShardedLVISEvaluator(DatasetEvaluator):
 def write_manifest(shard_dir: str, dataset_name: str, json_file: str, summaries: Sequence[dict]) -> None:
     """Record the complete shard set (ShardWriter.close's summaries, in rank order); shard files of an earlier
     run with another number of processes are removed."""
-    _atomic_write_json(os.path.join(shard_dir, MANIFEST), {
+    atomic_write_json(os.path.join(shard_dir, MANIFEST), {
         "format": SHARD_FORMAT, "dataset": dataset_name, "json_file": json_file,
-        "world_size": len(summaries), "shards": list(summaries)})
+        "world_size": len(summaries), "shards": list(summaries)}, indent=1)
     listed = {s["file"] for s in summaries}
     for path in glob.glob(os.path.join(shard_dir, "shard-*-of-*.jsonl")):
         if os.path.basename(path) not in listed:
@@ -252,13 +236,12 @@ def read_shards(shard_dir: str, manifest: dict, gt: LVISGroundTruth, max_dets: i
     score, boxes = array("d"), array("d")
     spill = tempfile.TemporaryFile(dir=shard_dir, prefix=".lvis-masks-")
     seen = np.zeros(len(gt.images), dtype=bool)
-    out = tmp = None
-    if results_file:
-        tmp = _temporary_path(results_file)
-        out = open(tmp, "wb")
-        out.write(b"[")
-    first = True
-    try:
+    with contextlib.ExitStack() as stack:
+        out = None
+        if results_file:  # written whole or not at all (lda_common.atomic_files)
+            out = stack.enter_context(open(stack.enter_context(atomic_path(results_file)), "wb"))
+            out.write(b"[")
+        first = True
         for shard in manifest["shards"]:
             path = os.path.join(shard_dir, shard["file"])
             with open(path, "rb") as f:
@@ -285,15 +268,6 @@ def read_shards(shard_dir: str, manifest: dict, gt: LVISGroundTruth, max_dets: i
                             rle_length, mask_h, mask_w, spill)
         if out is not None:
             out.write(b"]")
-            out.flush()
-            os.fsync(out.fileno())
-            out.close()
-            os.replace(tmp, results_file)
-    finally:
-        if out is not None and not out.closed:
-            out.close()
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
     spill.flush()  # DetectionTable.rles reads it with os.pread
     if not seen.all():
         logger.warning(f"The shards hold predictions for {int(seen.sum())} of the {len(seen)} images of "
