@@ -6,7 +6,7 @@
 For each N: a generated LVIS v1-format ground truth of N images with LVIS v1's 1,203 categories and their
 frequency profile (lda_det/data/lvis_sized.py), and 300 detections per image with compressed-RLE masks,
 split over --ranks simulated ranks in contiguous parts, as detectron2's InferenceSampler splits them. Then, each in a fresh subprocess (wall time and peak
-resident memory of that process, ``resource.getrusage``, imports included):
+resident memory of that process, VmHWM, imports included):
 
 * detectron2: LVISEvaluator(distributed=False) given the gathered predictions (unpickled from a file, as
   rank 0 unpickles comm.gather's bytes; the gather's own byte buffers are not counted), evaluate():
@@ -95,6 +95,20 @@ def prepare(work_dir: str, n: int, per_image: int, ranks: int) -> dict:
     return info
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak resident memory: VmHWM of /proc/self/status. Not ru_maxrss: Linux carries the
+    parent's high-water mark over a vfork + exec (subprocess's default) into the child's ru_maxrss, so a
+    child of a parent that generated the case would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: may include the parent's
+
+
 def measure(evaluator: str, work_dir: str, n: int) -> dict:
     """In this (fresh) process: one evaluation, its wall time and this process's peak resident memory."""
     import logging
@@ -109,7 +123,7 @@ def measure(evaluator: str, work_dir: str, n: int) -> dict:
         info = json.load(f)
     register_lvis_format(DATASET, info["json_file"], case + os.sep, [f"c{i}" for i in range(1203)])
     restore_numpy_aliases()
-    import_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    import_rss_mb = _peak_rss_mb()
     start = time.perf_counter()
     if evaluator == "detectron2":
         import itertools
@@ -128,7 +142,7 @@ def measure(evaluator: str, work_dir: str, n: int) -> dict:
                                        max_dets_per_image=300).evaluate_from_shards()
     wall_s = time.perf_counter() - start
     return {"evaluator": evaluator, "n": n, "wall_s": wall_s,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": _peak_rss_mb(),
             "import_rss_mb": import_rss_mb, "results": results}
 
 
