@@ -242,7 +242,7 @@ def main():
         case = prepare(args.work_dir, n, args.per_image, args.ranks)
         print(f"N = {n}: {case['detections']} detections, {case['annotations']} objects", flush=True)
         for evaluator in todo:
-            # A fresh process per evaluator and size: ru_maxrss is then this run's peak alone.
+            # A fresh process per evaluator and size: VmHWM is then this run's peak alone.
             out = subprocess.run([sys.executable, os.path.abspath(__file__), "--measure", evaluator, "--sizes",
                                   str(n), "--work-dir", args.work_dir], capture_output=True, text=True)
             lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
