@@ -7,7 +7,6 @@ import os
 import re
 
 import pytest
-from detectron2.engine import launch
 from detectron2.evaluation import LVISEvaluator
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 
@@ -18,7 +17,7 @@ from lda_det.data.lvis_sized import generated_detections, lvis_sized_ground_trut
 from lda_det.evaluation import MANIFEST, RESULTS_FILE, ShardedLVISEvaluator, shard_directory
 from lda_det.evaluation import sharded_lvis
 
-from ..helpers import free_port
+from ..helpers import launch_on_ranks
 from .conftest import DEMO_CONFIG, load_train_net
 from .lvis_eval_helpers import model_outputs, register_json, run_evaluator
 from .lvis_eval_worker import sharded_evaluation_on_rank
@@ -108,8 +107,7 @@ def test_two_ranks_equal_one_rank_and_the_shards_evaluate_again_without_the_mode
                              gt["images"], detections)
     output_dir = tmp_path / "run" / "inference"
     result_file = str(tmp_path / "two_ranks.json")
-    launch(sharded_evaluation_on_rank, 2, dist_url=f"tcp://127.0.0.1:{free_port()}",
-           args=(json_file, PROFILE_VAL, str(output_dir), 100, result_file))
+    launch_on_ranks(sharded_evaluation_on_rank, 2, json_file, PROFILE_VAL, str(output_dir), 100, result_file)
     with open(result_file) as f:
         two_ranks = json.load(f)
     assert two_ranks == json.loads(json.dumps(one_rank))  # the same numbers (json: as the worker saved them)

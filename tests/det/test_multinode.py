@@ -5,14 +5,13 @@ On CPU detectron2's launch spawns gloo workers by itself; the trainer's DDP goes
 (lda_det.cpu_ddp). Each run: the tiny demo model, 3 iterations, no test set (evaluation is tested elsewhere).
 """
 import os
-import subprocess
 import sys
 
 import torch
 
 from lda_det import model_zoo
 
-from ..helpers import REPO, free_port
+from ..helpers import REPO, assert_same_weights, free_port, run_side_by_side
 from .conftest import DEMO_CONFIG, tiny_opts
 
 TRAIN_NET = os.path.join(REPO, "projects", "LDA", "train_net.py")
@@ -32,25 +31,14 @@ def _final_weights(output):
 
 def test_two_machines_of_one_process_equal_two_processes_on_one_machine(synthetic_root, tmp_path):
     one_machine = tmp_path / "one_machine"
-    proc = subprocess.run(_command(one_machine, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{free_port()}"),
-                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_side_by_side([_command(one_machine, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{free_port()}")], ENV)
 
     # What a cluster runs on each machine; one (shared) OUTPUT_DIR, rank 0 writes the checkpoints.
     two_machines = tmp_path / "two_machines"
     url = f"tcp://127.0.0.1:{free_port()}"
-    machines = [subprocess.Popen(_command(two_machines, "--num-gpus", "1", "--num-machines", "2",
-                                          "--machine-rank", str(rank), "--dist-url", url),
-                                 cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                for rank in (0, 1)]
-    outputs = [machine.communicate(timeout=600)[0] for machine in machines]
-    for machine, output in zip(machines, outputs):
-        assert machine.returncode == 0, output[-3000:]
-
-    reference, weights = _final_weights(one_machine), _final_weights(two_machines)
-    assert set(weights) == set(reference)
-    for name, value in reference.items():
-        torch.testing.assert_close(weights[name], value, rtol=0, atol=1e-6, msg=name)
+    run_side_by_side([_command(two_machines, "--num-gpus", "1", "--num-machines", "2", "--machine-rank", str(rank),
+                               "--dist-url", url) for rank in (0, 1)], ENV)
+    assert_same_weights(_final_weights(two_machines), _final_weights(one_machine), atol=1e-6)
     checkpoint = torch.load(two_machines / "model_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["iteration"] == 2  # the last of 3 iterations (0, 1, 2)
     # Machine 1's process was rank 1 of 2: it logged next to rank 0 in the shared OUTPUT_DIR.
