@@ -7,6 +7,7 @@ The project's conventions for files and command lines, one module each:
 * ``atomic_files``: files written whole or not at all (``atomic_save``, ``atomic_write_text``,
   ``atomic_write_json``);
 * ``strict_json``: JSON with NaN as null (``strict_json_dumps``);
+* ``problems``: a data check's findings, a total and the first examples per kind (``Problems``);
 * ``config_keys``: a config as dotted keys (``flatten_config``).
 
 lda_core stays the loss alone (tensors in, tensors out); lda_analysis holds the figures and metrics.

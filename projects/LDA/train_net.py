@@ -4,24 +4,30 @@
     python projects/LDA/train_net.py --config-file configs/LVIS-LDA/mask_rcnn_R_50_FPN_1x.yaml --num-gpus 8
     python projects/LDA/train_net.py --config-file configs/LVIS-LDA/synthetic_lt_demo.yaml
     python projects/LDA/train_net.py --config-file ... --eval-only MODEL.WEIGHTS path/to/model_final.pth
+    # Evaluate again the predictions an earlier evaluation left in OUTPUT_DIR (no model, no weights):
+    python projects/LDA/train_net.py --config-file ... --eval-only --eval-from-shards
     # cRT stage 2 (after the baseline, trained with OUTPUT_DIR output/baseline_mask_rcnn_R_50_FPN_1x):
     python projects/LDA/train_net.py --config-file configs/LVIS-LDA/crt_mask_rcnn_R_50_FPN_1x.yaml --num-gpus 8
 """
+import logging
 import os
 import weakref
+from collections import OrderedDict
 
 import detectron2.utils.comm as comm
 from detectron2.config import get_cfg
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
-from detectron2.evaluation import LVISEvaluator, verify_results
+from detectron2.evaluation import LVISEvaluator, print_csv_format, verify_results
 
 from lda_common.cli import add_debug_flag, run_cli
 
 from lda_det import add_lda_config, restore_numpy_aliases
 from lda_det.checkpoint import AtomicDetectionCheckpointer, HeadCheckingCheckpointer
+from lda_det.cpu_ddp import cpu_ddp
 from lda_det.data import ensure_available
 from lda_det.decoupling import keeping_initialisation, restrict_trainable_parameters
+from lda_det.evaluation import ShardedLVISEvaluator
 from lda_det.resume_check import check_resume_config
 from lda_det.samplers import TRAIN_SAMPLER_REGISTRY
 
@@ -31,6 +37,10 @@ class Trainer(DefaultTrainer):
     detectron2's: DatasetMapper (with masks) and DATALOADER.SAMPLER_TRAIN's sampler
     (RepeatFactorTrainingSampler in our configs; lda_det.samplers adds ClassBalancedTrainingSampler).
     Two-stage methods (cRT) are configuration: MODEL.TRAINABLE_PARAMETERS / REINITIALIZED_PARAMETERS."""
+
+    def __init__(self, cfg):
+        with cpu_ddp(cfg):  # several CPU processes (gloo): DDP without device_ids
+            super().__init__(cfg)
 
     @classmethod
     def build_model(cls, cfg):
@@ -67,10 +77,24 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        restore_numpy_aliases()  # lvis==0.5.3's LVISEval uses np.float
+        """TEST.LVIS_EVALUATOR: "sharded" (default; lda_det.evaluation) or "detectron2" (LVISEvaluator)."""
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
+        if cfg.TEST.LVIS_EVALUATOR == "sharded":
+            return ShardedLVISEvaluator(dataset_name, output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
+        restore_numpy_aliases()  # lvis==0.5.3's LVISEval uses np.float
         return LVISEvaluator(dataset_name, cfg, distributed=True, output_dir=output_folder,
                              max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
+
+    @classmethod
+    def evaluate_from_shards(cls, cfg):
+        """--eval-from-shards: rank 0 evaluates the prediction shards of every DATASETS.TEST (no model)."""
+        results = OrderedDict()
+        for dataset_name in cfg.DATASETS.TEST:
+            if comm.is_main_process():
+                results[dataset_name] = cls.build_evaluator(cfg, dataset_name).evaluate_from_shards()
+                logging.getLogger("detectron2").info(f"Evaluation results for {dataset_name} in csv format:")
+                print_csv_format(results[dataset_name])
+        return list(results.values())[0] if len(results) == 1 else results
 
 
 class EvalCheckpointer(HeadCheckingCheckpointer):
@@ -90,6 +114,20 @@ class EvalCheckpointer(HeadCheckingCheckpointer):
         return incompatible
 
 
+LVIS_EVALUATORS = ("sharded", "detectron2")
+
+
+def build_parser():
+    """detectron2's arguments, --debug (the traceback of an error, lda_common.cli) and --eval-from-shards."""
+    parser = default_argument_parser()
+    add_debug_flag(parser)
+    parser.add_argument("--eval-from-shards", action="store_true",
+                        help="with --eval-only: evaluate the prediction shards that an earlier evaluation wrote to "
+                             "OUTPUT_DIR/inference/lvis_shards/ (TEST.LVIS_EVALUATOR 'sharded') without building "
+                             "or running the model")
+    return parser
+
+
 def setup(args):
     if not os.path.isfile(args.config_file):  # detectron2 would assert, which reads as a bug
         raise FileNotFoundError(f"config file not found: {args.config_file}")
@@ -107,6 +145,10 @@ def setup(args):
         raise ValueError(f"MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES ({box_head.FED_LOSS_NUM_CLASSES}) exceeds "
                          f"NUM_CLASSES + 1 ({cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1}): detectron2 cannot sample that "
                          f"many classes; NUM_CLASSES + 1 already keeps them all (plain sigmoid cross-entropy)")
+    if cfg.TEST.LVIS_EVALUATOR not in LVIS_EVALUATORS:
+        raise ValueError(f"TEST.LVIS_EVALUATOR {cfg.TEST.LVIS_EVALUATOR!r} is not one of {LVIS_EVALUATORS}")
+    if getattr(args, "eval_from_shards", False) and (not args.eval_only or cfg.TEST.LVIS_EVALUATOR != "sharded"):
+        raise ValueError("--eval-from-shards evaluates the shards of TEST.LVIS_EVALUATOR 'sharded' and needs --eval-only")
     # Fail here, naming the missing file, rather than deep inside a data loader.
     for name in cfg.DATASETS.TEST + (() if args.eval_only else cfg.DATASETS.TRAIN):
         ensure_available(name)
@@ -115,6 +157,11 @@ def setup(args):
 
 def main(args):
     cfg = setup(args)
+    if getattr(args, "eval_from_shards", False):
+        res = Trainer.evaluate_from_shards(cfg)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
     if args.eval_only:
         model = Trainer.build_model(cfg)
         checkpointer = EvalCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
@@ -129,13 +176,6 @@ def main(args):
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
-
-
-def build_parser():
-    """detectron2's arguments, and --debug (the traceback of an error, lda_common.cli)."""
-    parser = default_argument_parser()
-    add_debug_flag(parser)
-    return parser
 
 
 def launch_main(argv):

@@ -1,7 +1,6 @@
 """A stopped rank makes the others fail within DIST_TIMEOUT_S, with one line naming the rank and the collective."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from lda_cls.utils import collective_failure
+
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,9 +35,7 @@ def _pids_with(marker, rank):
 def test_a_stopped_rank_ends_the_run_within_the_timeout_naming_rank_and_collective(tmp_path):
     marker = f"LDA_TIMEOUT_TEST={uuid.uuid4().hex}"
     env = dict(os.environ, OMP_NUM_THREADS="1", LDA_TIMEOUT_TEST=marker.split("=", 1)[1])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     output = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "lda_cls.train", "--output-dir", str(output), "SOLVER.EPOCHS", "50", "DIST_TIMEOUT_S", "30"]

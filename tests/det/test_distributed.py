@@ -2,16 +2,15 @@
 import math
 
 import torch
-from detectron2.engine import launch
 
-from ..helpers import free_port
+from ..helpers import launch_on_ranks
 from .dist_worker import (HEAD_SCALINGS, POSITIVES_PER_RANK, head_batch, head_gradients, head_gradients_on_rank,
                           train_a_few_iterations)
 
 
 def test_two_process_gloo_training(synthetic_root, tmp_path):
     prefix = str(tmp_path / "run")
-    launch(train_a_few_iterations, 2, dist_url=f"tcp://127.0.0.1:{free_port()}", args=(prefix, 3))
+    launch_on_ranks(train_a_few_iterations, 2, prefix, 3)
     ranks = [torch.load(f"{prefix}.rank{r}.pt") for r in range(2)]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world_size"] == 2 for r in ranks)
     # DDP averaged the gradients: identical weights on both ranks, and they moved.
@@ -31,7 +30,7 @@ def test_head_gradients_under_ddp_equal_one_process_on_the_whole_batch(tmp_path)
     """2 gloo ranks with uneven positives (9 and 1), gradients averaged as DDP does, against one
     process given both ranks' images: the LDA head's loss is one over the global batch."""
     prefix = str(tmp_path / "head")
-    launch(head_gradients_on_rank, 2, dist_url=f"tcp://127.0.0.1:{free_port()}", args=(prefix,))
+    launch_on_ranks(head_gradients_on_rank, 2, prefix)
     ranks = [torch.load(f"{prefix}.rank{r}.pt") for r in range(2)]
     batches = [head_batch(rank, 2, POSITIVES_PER_RANK[rank]) for rank in range(2)]
     features = torch.cat([features for features, _ in batches])

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from detectron2.engine import launch
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
@@ -12,7 +11,7 @@ import lda_det
 from lda_det import EQLv2OutputLayers, model_zoo
 from lda_det.heads.eqlv2 import eqlv2_loss
 
-from ..helpers import free_port
+from ..helpers import launch_on_ranks
 from .eql_helpers import few_val_images, train_then_eval_only  # noqa: F401 (a fixture)
 from .eqlv2_dist_worker import (NUM_CLASSES, STEPS, make_eqlv2, rank_batch, run_steps,
                                 statistics_on_rank)
@@ -120,7 +119,7 @@ def test_gradcheck_of_the_weighted_loss():
 
 def test_two_gloo_ranks_keep_the_statistics_of_one_process_on_the_global_batch(tmp_path):
     prefix = str(tmp_path / "eqlv2")
-    launch(statistics_on_rank, 2, dist_url=f"tcp://127.0.0.1:{free_port()}", args=(prefix,))
+    launch_on_ranks(statistics_on_rank, 2, prefix)
     ranks = [torch.load(f"{prefix}.rank{r}.pt") for r in range(2)]
 
     def global_batch(step):

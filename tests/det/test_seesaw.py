@@ -11,7 +11,6 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
-from detectron2.engine import launch
 from detectron2.modeling import ROI_HEADS_REGISTRY, build_model
 from detectron2.utils.events import EventStorage
 
@@ -20,7 +19,7 @@ from lda_det import PredictorROIHeads, SeesawOutputLayers, SeesawROIHeads, add_l
 from lda_det.heads.seesaw import NormedLinear, seesaw_cross_entropy, seesaw_log_factors
 
 from ..dispatched_ops import SYNCING_OPS, RecordOps
-from ..helpers import free_port
+from ..helpers import launch_on_ranks
 from .conftest import DEMO_CONFIG, load_train_net, tiny_cfg, tiny_opts
 from .seesaw_worker import STEPS, make_predictor, rank_batch, seesaw_on_rank, train_steps
 from .test_predictor import make_proposals
@@ -195,7 +194,7 @@ def test_two_gloo_ranks_equal_one_process_on_the_whole_batch(tmp_path):
     """2 ranks with different, unevenly sized proposals for 2 steps end with the same counts, equal to one
     process's on both ranks' proposals; their mean loss and DDP-averaged gradients equal its too."""
     prefix = str(tmp_path / "seesaw")
-    launch(seesaw_on_rank, 2, dist_url=f"tcp://127.0.0.1:{free_port()}", args=(prefix,))
+    launch_on_ranks(seesaw_on_rank, 2, prefix)
     ranks = [torch.load(f"{prefix}.rank{r}.pt") for r in range(2)]
     batches = []
     for step in range(STEPS):

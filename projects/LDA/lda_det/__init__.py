@@ -6,8 +6,8 @@ Select it with MODEL.ROI_HEADS.NAME: "PredictorROIHeads" (FPN) or "PredictorRes5
 MODEL.ROI_BOX_HEAD.PREDICTOR: "LDAOutputLayers" after add_lda_config(cfg).
 """
 from .compat import restore_numpy_aliases
-from .config import (add_decoupling_config, add_eql_config, add_eqlv2_config, add_federated_config,
-                     add_lda_config, add_seesaw_config)
+from .config import (add_decoupling_config, add_eql_config, add_eqlv2_config, add_evaluation_config,
+                     add_federated_config, add_lda_config, add_seesaw_config)
 from .decoupling import keeping_initialisation, restrict_trainable_parameters
 # Importing heads registers the box predictors (MODEL.ROI_BOX_HEAD.PREDICTOR): LDAOutputLayers, SeesawOutputLayers
 # (Seesaw Loss, Wang et al., CVPR 2021), EQLOutputLayers / EQLv2OutputLayers (Equalization Loss v1 / v2, Tan et
@@ -26,8 +26,8 @@ from .samplers import TRAIN_SAMPLER_REGISTRY, ClassBalancedTrainingSampler
 from . import backbone as _backbone  # noqa: F401  isort:skip
 from . import data as _data  # noqa: F401  isort:skip
 
-__all__ = ["add_lda_config", "add_decoupling_config", "add_eql_config", "add_eqlv2_config", "add_federated_config",
-           "add_seesaw_config", "BOX_PREDICTOR_REGISTRY", "PredictorROIHeads", "PredictorRes5ROIHeads",
+__all__ = ["add_lda_config", "add_decoupling_config", "add_evaluation_config", "add_eql_config", "add_eqlv2_config",
+           "add_federated_config", "add_seesaw_config", "BOX_PREDICTOR_REGISTRY", "PredictorROIHeads", "PredictorRes5ROIHeads",
            "FederatedOutputLayers", "FederatedROIHeads",
            "restore_numpy_aliases", "LDAClassification", "LDAOutputLayers", "LDAROIHeads", "LDARes5ROIHeads",
            "SeesawOutputLayers", "SeesawROIHeads", "EQLOutputLayers", "EQLROIHeads", "EQLv2OutputLayers",

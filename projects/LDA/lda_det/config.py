@@ -12,6 +12,7 @@ def add_lda_config(cfg):
     add_eqlv2_config(_C)
     add_federated_config(_C)
     add_decoupling_config(_C)
+    add_evaluation_config(_C)
     # Name of the box predictor in lda_det.heads.BOX_PREDICTOR_REGISTRY that PredictorROIHeads builds.
     _C.MODEL.ROI_BOX_HEAD.PREDICTOR = "FastRCNNOutputLayers"
     # The predictor logs its own statistics (LDA's alpha and delta acc, the others' accuracies and class
@@ -64,6 +65,16 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.SCALING = "official"
     # Inference score p(fg) * softmax(.)(c) with h ("balanced", the paper) or h' ("unbalanced").
     _C.MODEL.LDA.SCORE_MODE = "balanced"
+
+
+def add_evaluation_config(cfg):
+    """TEST.LVIS_EVALUATOR: which evaluator train_net.py runs on LVIS-format test sets."""
+    # "sharded" (lda_det.evaluation.ShardedLVISEvaluator): each rank writes its predictions to a shard file
+    # under OUTPUT_DIR/inference/lvis_shards/, rank 0 evaluates them from disk with faster-coco-eval's LVIS
+    # mode one category chunk at a time (the metrics equal lvis-api's; memory and time fit LVIS v1 val), and
+    # `--eval-only --eval-from-shards` evaluates them again without the model. "detectron2": detectron2's
+    # LVISEvaluator (all predictions pickled to rank 0, lvis-api on all of them at once; evaluates proposals too).
+    cfg.TEST.LVIS_EVALUATOR = "sharded"
 
 
 def add_seesaw_config(cfg):
