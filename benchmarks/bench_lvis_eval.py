@@ -216,6 +216,8 @@ def load_records(results_dir: str) -> dict:
 
 
 def main():
+    from lda_common.atomic_files import atomic_write_json
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000])
     parser.add_argument("--per-image", type=int, default=300)
@@ -252,11 +254,7 @@ def main():
             result.update(case={k: v for k, v in case.items() if k != "json_file"}, commit=commit,
                           command=" ".join(["python", "benchmarks/bench_lvis_eval.py"] + sys.argv[1:]))
             print(f"  {evaluator}: {result['wall_s']:.1f} s, {result['peak_rss_mb']:.0f} MB", flush=True)
-            path = os.path.join(args.results_dir, f"{evaluator}_n{n}.json")
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump(result, f, indent=1)
-            os.replace(tmp, path)
+            atomic_write_json(os.path.join(args.results_dir, f"{evaluator}_n{n}.json"), result, indent=1)
     print(table(load_records(args.results_dir)))
 
 

@@ -35,3 +35,22 @@ def test_the_pages_show_the_committed_results(page):
     table = BENCH.table(BENCH.load_records(RESULTS))
     with open(os.path.join(REPO, page)) as f:
         assert table in f.read(), f"{page}: the evaluation table differs from python benchmarks/bench_lvis_eval.py --table"
+
+
+def test_a_tiny_benchmark_writes_one_result_per_evaluator_and_skips_them_on_a_rerun(tmp_path):
+    import subprocess
+    import sys
+
+    results = tmp_path / "results"
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "bench_lvis_eval.py"), "--sizes", "20", "--per-image",
+               "50", "--ranks", "2", "--work-dir", str(tmp_path / "work"), "--results-dir", str(results)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = BENCH.load_records(str(results))["20"]
+    assert set(records) == {"case", "detectron2", "sharded"}
+    for task in ("bbox", "segm"):
+        for metric in BENCH.METRICS:
+            assert abs(records["sharded"]["results"][task][metric] - records["detectron2"]["results"][task][metric]) < 1e-4
+    assert records["sharded"]["peak_rss_mb"] > 0 and records["case"]["detections"] == 1000
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "N = 20" not in again.stdout  # both files there: nothing re-measured
